@@ -1,0 +1,60 @@
+# uvchat: `make run` and `make test` are all a new machine needs (Debian; installs what is missing).
+SHELL := /bin/bash
+export PATH := $(PATH):/opt/swift/usr/bin
+
+BUILD   := .build
+VENV    := $(BUILD)/venv
+PY      := $(VENV)/bin/python
+JOBS    ?= 2
+PORT    ?= 8080
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
+RELEASE := $(BUILD)/release/uvchatd
+
+.PHONY: run test build debug clean deps test-deps unit e2e browser conformance venv
+
+## run: install what is missing, build a release binary, serve www on http://localhost:$(PORT)
+run: build
+	$(RELEASE) --port $(PORT) --www www
+
+## build: release binary at .build/release/uvchatd
+build: deps
+	swift build -c release -j $(JOBS) --product uvchatd
+
+debug: deps
+	swift build -j $(JOBS)
+
+## test: everything CI checks: unit tests, end-to-end protocol and browser tests, Autobahn conformance
+test: test-deps venv
+	swift build -j $(JOBS) --build-tests
+	swift test -j $(JOBS) --skip-build
+	swift build -c release -j $(JOBS) --product uvchatd
+	$(MAKE) --no-print-directory e2e conformance
+
+## unit: only the Swift unit tests
+unit: deps
+	swift test -j $(JOBS)
+
+e2e: venv
+	UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e
+
+conformance: venv
+	$(PY) Tests/conformance/autobahn.py --binary $(RELEASE) --www www --outdir $(BUILD)/autobahn
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: Tests/requirements.txt
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { $(SUDO) apt-get update -qq && $(APT) python3-venv python3-pip; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
+	touch $@
+
+## deps: libuv (and pkg-config) from Debian, only when missing
+deps:
+	@pkg-config --exists libuv 2>/dev/null || { echo "installing libuv1-dev"; $(SUDO) apt-get update -qq && $(APT) libuv1-dev pkg-config; }
+
+## test-deps: also Chromium and its driver for the browser tests
+test-deps: deps
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(APT) chromium chromium-driver; }
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "uvchat",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "uvchatd", targets: ["uvchatd"]),
+        .library(name: "UVChat", targets: ["UVChat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibUV",
+            path: "Sources/CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        .target(
+            name: "UVChat",
+            dependencies: ["CLibUV"],
+            path: "Sources/UVChat",
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+        ),
+        .executableTarget(
+            name: "uvchatd",
+            dependencies: [
+                "UVChat",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/uvchatd"
+        ),
+        .testTarget(
+            name: "UVChatTests",
+            dependencies: ["UVChat"],
+            path: "Tests/UVChatTests"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Renders the counters in the Prometheus text exposition format 0.0.4.
+enum MetricsText {
+    static func render(_ m: Metrics, states: [(String, Int)], draining: Bool) -> String {
+        var out = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples {
+                out += labels.isEmpty ? "\(name) \(value)\n" : "\(name){\(labels)} \(value)\n"
+            }
+        }
+        func counter(_ name: String, _ help: String, _ v: UInt64) { metric(name, "counter", help, [("", String(v))]) }
+
+        metric("uvchat_connections", "gauge", "Open connections by state.",
+               states.map { ("state=\"\($0.0)\"", String($0.1)) })
+        metric("uvchat_draining", "gauge", "1 while the server drains for shutdown.", [("", draining ? "1" : "0")])
+        counter("uvchat_connections_accepted_total", "TCP connections accepted.", m.accepted)
+        counter("uvchat_accept_errors_total", "Failed accepts (for example out of file descriptors).", m.acceptErrors)
+        counter("uvchat_read_errors_total", "Socket read errors other than EOF.", m.readErrors)
+        counter("uvchat_write_errors_total", "Socket write errors.", m.writeErrors)
+        counter("uvchat_received_bytes_total", "Bytes read from clients.", m.bytesIn)
+        counter("uvchat_sent_bytes_total", "Bytes written to clients.", m.bytesOut)
+        counter("uvchat_http_requests_total", "HTTP requests parsed.", m.httpRequests)
+        counter("uvchat_http_errors_total", "HTTP requests answered with an error status.", m.httpErrors)
+        counter("uvchat_handshake_rejected_total", "WebSocket upgrades refused.", m.handshakeRejected)
+        counter("uvchat_handshake_timeouts_total", "Connections closed for not finishing a request head in time.", m.handshakeTimeouts)
+        counter("uvchat_origin_rejected_total", "Upgrades refused by the Origin allow-list.", m.originRejected)
+        counter("uvchat_capacity_rejected_total", "Upgrades refused by a connection cap.", m.capacityRejected)
+        counter("uvchat_pairs_total", "Pairs made.", m.pairsMade)
+        counter("uvchat_messages_relayed_total", "Chat messages relayed to a partner.", m.messagesRelayed)
+        metric("uvchat_messages_refused_total", "counter", "Chat commands refused, by error code.",
+               [("code=\"bad_request\"", String(m.refused[0])), ("code=\"not_paired\"", String(m.refused[1])),
+                ("code=\"too_long\"", String(m.refused[2])), ("code=\"rate_limited\"", String(m.refused[3]))])
+        counter("uvchat_rate_limit_hits_total", "Messages refused by a rate limit.", m.rateLimitHits)
+        counter("uvchat_slow_consumer_closes_total", "Receivers closed for falling behind the outgoing cap.", m.slowConsumerCloses)
+        counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
+        counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
+        metric("uvchat_close_codes_sent_total", "counter", "Close frames sent, by code.",
+               m.closeSent.sorted { $0.key < $1.key }.map { ("code=\"\($0.key)\"", String($0.value)) })
+        metric("uvchat_close_codes_received_total", "counter", "Close frames received, by code.",
+               m.closeReceived.sorted { $0.key < $1.key }.map { ("code=\"\($0.key)\"", String($0.value)) })
+
+        out += "# HELP uvchat_loop_lag_seconds How late a periodic loop timer fired.\n# TYPE uvchat_loop_lag_seconds histogram\n"
+        var cumulative: UInt64 = 0
+        for (i, bound) in Metrics.lagBuckets.enumerated() {
+            cumulative &+= m.lagCounts[i]
+            out += "uvchat_loop_lag_seconds_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        }
+        cumulative &+= m.lagCounts[Metrics.lagBuckets.count]
+        out += "uvchat_loop_lag_seconds_bucket{le=\"+Inf\"} \(cumulative)\n"
+        out += "uvchat_loop_lag_seconds_sum \(m.lagSum)\nuvchat_loop_lag_seconds_count \(m.lagCount)\n"
+
+        let (rss, fds) = processStats()
+        metric("process_resident_memory_bytes", "gauge", "Resident set size.", [("", String(rss))])
+        metric("process_open_fds", "gauge", "Open file descriptors.", [("", String(fds))])
+        metric("uvchat_build_info", "gauge", "Build information.", [("version=\"\(BuildInfo.version)\"", "1")])
+        return out
+    }
+
+    /// RSS from /proc/self/statm and the number of entries in /proc/self/fd (small reads of procfs, which do not block).
+    static func processStats() -> (Int, Int) {
+        var rss = 0
+        let fd = open("/proc/self/statm", O_RDONLY)
+        if fd >= 0 {
+            var buf = [UInt8](repeating: 0, count: 128)
+            let n = read(fd, &buf, buf.count)
+            close(fd)
+            if n > 0 {
+                let fields = buf[0..<n].split(separator: UInt8(ascii: " "))
+                if fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) {
+                    rss = pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+                }
+            }
+        }
+        var fds = 0
+        if let dir = opendir("/proc/self/fd") {
+            while readdir(dir) != nil { fds += 1 }
+            closedir(dir)
+            fds = max(0, fds - 3)   // ".", "..", and the directory's own descriptor
+        }
+        return (rss, fds)
+    }
+}
+
+public enum BuildInfo {
+    public static let version = "0.1.0"
+}

@@ -1,0 +1,631 @@
+import CLibUV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole server: one libuv loop, its listeners, timers and signals, the connections, and the chat glue that
+/// runs the sans-IO cores' results against sockets. Everything runs on the loop's thread.
+public final class Server {
+    let config: ServerConfiguration
+    let loop: UnsafeMutablePointer<uv_loop_t>
+    var logger: Logger
+    var staticFiles: StaticFiles
+    let matchmaker: Matchmaker
+    var metrics = Metrics()
+
+    /// One receive buffer for the whole loop, lent to every read callback (reads never nest).
+    let readBuffer: UnsafeMutableRawBufferPointer
+    /// Connections with queued output, flushed once per loop iteration by the check handle.
+    var dirty: [Connection] = []
+    /// Connection slots; a slot's index is the connection's PeerID.
+    private var slots: [Connection?] = []
+    private var freeSlots: [UInt32] = []
+    private(set) var openConnections = 0
+
+    private var listeners: [UnsafeMutablePointer<uv_tcp_t>] = []
+    private var flushCheck: UnsafeMutablePointer<uv_check_t>?
+    private var lagTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var lastLagProbe: UInt64 = 0
+    private var sweepTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var onlineTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var matchTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var drainTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var signals: [UnsafeMutablePointer<uv_signal_t>] = []
+    private var watchdogTimer: UnsafeMutablePointer<uv_timer_t>?
+    var notifier = SystemdNotifier()
+    private var matchTimerDue: UInt64 = .max
+
+    private(set) var isDraining = false
+    private var exitCode: Int32 = 0
+
+    // Chat state
+    private(set) var chatCount = 0
+    private var lastOnlineSent = -1
+    private var perAddress: [ClientAddress: Int] = [:]
+    let frames: PrebuiltFrames
+    private var scratch: [UInt8] = []
+
+    /// Bound addresses, known after `start()` (port 0 picks a free port).
+    public private(set) var boundPorts: [Int] = []
+
+    static let httpPipelineHighWater = 256 * 1024
+    static let securityHeaders: [(String, String)] = [
+        ("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+
+    var nowMillis: UInt64 { uv_now(loop) }
+    var nowNanos: UInt64 { uv_now(loop) &* 1_000_000 }
+    let closeTimeoutMillis: UInt64
+    let trustedProxies: Set<ClientAddress>
+    let keepAliveTimeoutMillis: UInt64
+    let handshakeTimeoutMillis: UInt64
+    let pingIntervalMillis: UInt64
+
+    public init(configuration: ServerConfiguration) throws {
+        config = configuration
+        logger = Logger(level: LogLevel(name: configuration.logLevel) ?? .info)
+        staticFiles = try StaticFiles(root: configuration.wwwRoot)
+        matchmaker = Matchmaker(interestTimeoutNanos: UInt64(max(0, configuration.interestTimeout) * 1e9))
+        frames = PrebuiltFrames()
+        closeTimeoutMillis = Server.millis(configuration.closeTimeout)
+        var proxies = Set<ClientAddress>()
+        for text in configuration.trustedProxies {
+            guard let a = ClientAddress(text: text) else { throw ServerError("invalid --trusted-proxy address '\(text)'") }
+            proxies.insert(a)
+        }
+        trustedProxies = proxies
+        keepAliveTimeoutMillis = Server.millis(configuration.keepAliveTimeout)
+        handshakeTimeoutMillis = Server.millis(configuration.handshakeTimeout)
+        pingIntervalMillis = Server.millis(configuration.pingInterval)
+        readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        loop = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
+        let rc = uv_loop_init(loop)
+        if rc != 0 {
+            loop.deallocate()
+            readBuffer.deallocate()
+            throw UVError(rc)
+        }
+    }
+
+    deinit {
+        readBuffer.deallocate()
+        loop.deallocate()
+    }
+
+    static func millis(_ seconds: Double) -> UInt64 { UInt64(max(1, (seconds * 1000).rounded())) }
+
+    // MARK: - Start and run
+
+    /// Binds the listeners and installs the timers and signal handlers. Throws one clear error on failure
+    /// (for example the port in use).
+    public func start() throws {
+        loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uvc_ignore_sigpipe()
+        let inherited = SocketActivation.inheritedDescriptors()
+        if inherited.isEmpty {
+            try listen(host: config.host, port: config.port)
+        } else {
+            for fd in inherited { try adopt(fd) }
+        }
+
+        flushCheck = makeHandle(uv_check_t.self) { uv_check_init(loop, $0) }
+        if let h = flushCheck {
+            try UVError.check(uv_check_start(h) { h in Server.from(h!.pointee.loop).flushDirty() })
+            uv_unref(uvc_check_as_handle(h))
+        }
+        lagTimer = try startTimer(every: Server.lagProbeMillis) { $0.measureLag() }
+        let sweepEvery = max(10, min(1000, min(handshakeTimeoutMillis, pingIntervalMillis, closeTimeoutMillis) / 4))
+        sweepTimer = try startTimer(every: sweepEvery) { $0.sweep() }
+        onlineTimer = try startTimer(every: Server.millis(config.onlineInterval)) { $0.broadcastOnline() }
+        matchTimer = makeHandle(uv_timer_t.self) { uv_timer_init(loop, $0) }
+
+        if let ms = notifier.watchdogIntervalMillis {
+            watchdogTimer = try startTimer(every: ms) { $0.notifier.notify("WATCHDOG=1") }
+        }
+        for signum in [SIGINT, SIGTERM, SIGHUP] {
+            guard let h = makeHandle(uv_signal_t.self, { uv_signal_init(loop, $0) }) else { continue }
+            signals.append(h)
+            try UVError.check(uv_signal_start(h, { h, signum in
+                Server.from(h!.pointee.loop).handleSignal(signum)
+            }, signum))
+        }
+    }
+
+    /// Runs the loop until the server has drained; returns the process exit code.
+    public func run() -> Int32 {
+        notifier.notify("READY=1\n" + statusLine())
+        _ = uv_run(loop, UV_RUN_DEFAULT)
+        // Anything still open (should be nothing) is closed and given a chance to finish.
+        uv_walk(loop, { handle, _ in
+            if uv_is_closing(handle) == 0 { uv_close(handle, { UnsafeMutableRawPointer($0!).deallocate() }) }
+        }, nil)
+        _ = uv_run(loop, UV_RUN_DEFAULT)
+        let rc = uv_loop_close(loop)
+        if rc != 0 {
+            logger.log(.error, "loop did not close cleanly", ["error": UVError(rc).description])
+            return 1
+        }
+        return exitCode
+    }
+
+    static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> Server {
+        Unmanaged<Server>.fromOpaque(loop!.pointee.data).takeUnretainedValue()
+    }
+
+    private func makeHandle<H>(_ type: H.Type, _ initialize: (UnsafeMutablePointer<H>) -> Int32) -> UnsafeMutablePointer<H>? {
+        let h = UnsafeMutablePointer<H>.allocate(capacity: 1)
+        let rc = initialize(h)
+        if rc != 0 {
+            h.deallocate()
+            logger.log(.error, "handle init failed", ["error": UVError(rc).description])
+            return nil
+        }
+        return h
+    }
+
+    private func startTimer(every ms: UInt64, _ action: @escaping (Server) -> Void) throws -> UnsafeMutablePointer<uv_timer_t>? {
+        guard let t = makeHandle(uv_timer_t.self, { uv_timer_init(loop, $0) }) else { return nil }
+        // The action is stored in a box reachable from handle.data; the box is released in the close callback.
+        t.pointee.data = Unmanaged.passRetained(TimerBox(action)).toOpaque()
+        try UVError.check(uv_timer_start(t, { t in
+            let box = Unmanaged<TimerBox>.fromOpaque(t!.pointee.data).takeUnretainedValue()
+            let server = Server.from(t!.pointee.loop)
+            box.action(server)
+            server.flushDirty()
+        }, ms, ms))
+        return t
+    }
+
+    private func closeTimer(_ t: UnsafeMutablePointer<uv_timer_t>?) {
+        guard let t else { return }
+        uv_close(uvc_timer_as_handle(t)) { h in
+            if let data = h!.pointee.data { Unmanaged<TimerBox>.fromOpaque(data).release() }
+            UnsafeMutableRawPointer(h!).deallocate()
+        }
+    }
+
+    private func closeHandle(_ h: UnsafeMutablePointer<uv_handle_t>) {
+        uv_close(h) { UnsafeMutableRawPointer($0!).deallocate() }
+    }
+
+    // MARK: - Listening and accepting
+
+    private func listen(host: String, port: Int) throws {
+        var storage = sockaddr_storage()
+        let isV6 = host.contains(":")
+        let rc: Int32 = withUnsafeMutablePointer(to: &storage) { p in
+            isV6 ? p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { uv_ip6_addr(host, Int32(port), $0) }
+                 : p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
+        }
+        if rc != 0 { throw ServerError("invalid --host address '\(host)' (\(UVError(rc).message))") }
+        let tcp = try newListener()
+        let bindRC = withUnsafePointer(to: &storage) { uv_tcp_bind(tcp, uvc_sockaddr_storage($0), 0) }
+        let listenRC = bindRC == 0 ? startListening(tcp) : bindRC
+        if listenRC != 0 {
+            let e = UVError(listenRC)
+            if e == .addressInUse {
+                throw ServerError("cannot listen on \(host) port \(port): address already in use")
+            }
+            throw ServerError("cannot listen on \(host) port \(port): \(e.message)")
+        }
+        logListening(tcp, host: host)
+    }
+
+    /// A listening socket inherited from systemd socket activation.
+    private func adopt(_ fd: Int32) throws {
+        let tcp = try newListener()
+        let rc = uv_tcp_open(tcp, fd)
+        let listenRC = rc == 0 ? startListening(tcp) : rc
+        if listenRC != 0 {
+            throw ServerError("cannot use inherited socket \(fd): \(UVError(listenRC).message)")
+        }
+        logListening(tcp, host: "inherited fd \(fd)")
+    }
+
+    private func newListener() throws -> UnsafeMutablePointer<uv_tcp_t> {
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        let rc = uv_tcp_init(loop, tcp)
+        if rc != 0 {
+            tcp.deallocate()
+            throw ServerError("cannot create a TCP handle: \(UVError(rc).message)")
+        }
+        tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        listeners.append(tcp)
+        return tcp
+    }
+
+    private func startListening(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> Int32 {
+        uv_listen(uvc_tcp_as_stream(tcp), 1024) { server, status in
+            Server.from(server!.pointee.loop).accept(server!, status: status)
+        }
+    }
+
+    private func logListening(_ tcp: UnsafeMutablePointer<uv_tcp_t>, host: String) {
+        var bound = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        let actualPort: Int = withUnsafeMutablePointer(to: &bound) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = uv_tcp_getsockname(tcp, $0, &len) }
+            return Int(p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) })
+        }
+        boundPorts.append(actualPort)
+        logger.log(.info, "listening", ["host": host, "port": String(actualPort), "www": config.wwwRoot,
+                                         "files": String(staticFiles.fileCount), "echo": String(config.echo)])
+    }
+
+    private func accept(_ listener: UnsafeMutablePointer<uv_stream_t>, status: Int32) {
+        if status < 0 {
+            // libuv already sheds the pending connection when out of descriptors (its reserve-fd trick).
+            metrics.acceptErrors &+= 1
+            logger.log(.warn, "accept failed", ["error": UVError(status).description])
+            return
+        }
+        let id = allocateSlot()
+        let conn = Connection(server: self, id: id, limits: HTTPLimits(maxHeadBytes: config.maxHeadBytes,
+                                                                         maxTargetBytes: config.maxTargetBytes,
+                                                                         maxHeaderCount: config.maxHeaderCount))
+        let rc = uv_tcp_init(loop, conn.tcp)
+        if rc != 0 {
+            conn.tcp.deallocate()
+            freeSlots.append(id.rawValue)
+            metrics.acceptErrors &+= 1
+            return
+        }
+        slots[Int(id.rawValue)] = conn
+        openConnections += 1
+        conn.tcp.pointee.data = Unmanaged.passRetained(conn).toOpaque()
+        if uv_accept(listener, conn.stream) != 0 {
+            metrics.acceptErrors &+= 1
+            conn.closeNow()
+            return
+        }
+        metrics.accepted &+= 1
+        _ = uv_tcp_nodelay(conn.tcp, 1)
+        var storage = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        let peerRC = withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(conn.tcp, $0, &len) }
+        }
+        if peerRC == 0 { conn.address = withUnsafePointer(to: &storage) { ClientAddress($0) } }
+        conn.httpDeadline = nowMillis + handshakeTimeoutMillis
+        if isDraining || !conn.startReading() { conn.closeNow() }
+    }
+
+    private func allocateSlot() -> PeerID {
+        if let free = freeSlots.popLast() { return PeerID(rawValue: free) }
+        slots.append(nil)
+        return PeerID(rawValue: UInt32(slots.count - 1))
+    }
+
+    /// Called from the connection's close callback: the handle is gone, the slot can be reused.
+    func connectionClosed(_ conn: Connection) {
+        slots[Int(conn.id.rawValue)] = nil
+        freeSlots.append(conn.id.rawValue)
+        openConnections -= 1
+        if isDraining && openConnections == 0 { stopEverything() }
+    }
+
+    // MARK: - Output batching
+
+    func flushDirty() {
+        // A flush can close a connection; closing never adds to `dirty`, but a write error may arrive for another
+        // connection, so iterate by index over a list that only grows.
+        var i = 0
+        while i < dirty.count {
+            dirty[i].flush()
+            i += 1
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    func readPauseThreshold(_ conn: Connection) -> Int {
+        conn.phase == .echo ? 4 * 1024 * 1024 : Server.httpPipelineHighWater
+    }
+
+    static let lagProbeMillis: UInt64 = 250
+
+    /// Loop lag: how much later than asked a periodic timer fires. A busy or stuck loop shows up here.
+    private func measureLag() {
+        let now = uv_hrtime()
+        if lastLagProbe != 0 {
+            let elapsed = Double(now &- lastLagProbe) / 1e9
+            metrics.observeLag(seconds: max(0, elapsed - Double(Server.lagProbeMillis) / 1000))
+        }
+        lastLagProbe = now
+    }
+
+    // MARK: - Timers
+
+    /// Handshake, keep-alive, idle-ping and closing deadlines, checked for every connection by one timer rather
+    /// than one timer per connection.
+    private func sweep() {
+        let now = nowMillis
+        for case let conn? in slots where !conn.isClosed {
+            switch conn.phase {
+            case .http:
+                if now >= conn.httpDeadline {
+                    if conn.headInProgress {
+                        metrics.handshakeTimeouts &+= 1
+                        conn.sendHTTPError(.requestTimeout, isHead: false)
+                    } else {
+                        conn.closeNow()
+                    }
+                }
+            case .chat, .echo:
+                let quiet = now &- conn.lastSeen
+                if quiet >= 2 * pingIntervalMillis {
+                    metrics.idleTimeouts &+= 1
+                    conn.startClosingHandshake(.policyViolation)
+                } else if quiet >= pingIntervalMillis && !conn.pingOutstanding {
+                    conn.pingOutstanding = true
+                    conn.sendPrebuilt(frames.ping)
+                } else if conn.outstandingBytes == 0 {
+                    conn.releaseIdleBuffers()
+                }
+            case .closing:
+                if conn.closeDeadline != 0 && now >= conn.closeDeadline { conn.closeNow() }
+            }
+        }
+    }
+
+    func statusLine() -> String {
+        "STATUS=\(isDraining ? "draining" : "serving"): \(openConnections) connections, \(chatCount) chatting, \(matchmaker.count) waiting, \(metrics.pairsMade) pairs made"
+    }
+
+    private func broadcastOnline() {
+        notifier.notify(statusLine())
+        guard chatCount != lastOnlineSent else { return }
+        lastOnlineSent = chatCount
+        let frame = frames.online(chatCount)
+        for case let conn? in slots where conn.phase == .chat && !conn.sentClose {
+            conn.sendPrebuilt(frame)
+        }
+    }
+
+    private func armMatchTimer() {
+        guard let t = matchTimer, let deadline = matchmaker.nextDeadline else { return }
+        if deadline >= matchTimerDue && uv_is_active(uvc_timer_as_handle(t)) != 0 { return }
+        matchTimerDue = deadline
+        let now = nowNanos
+        let delayMs = deadline > now ? (deadline - now + 999_999) / 1_000_000 : 0
+        _ = uv_timer_start(t, { t in
+            let server = Server.from(t!.pointee.loop)
+            server.matchTimerDue = .max
+            for pairing in server.matchmaker.expire(now: server.nowNanos) { server.announce(pairing) }
+            server.armMatchTimer()
+            server.flushDirty()
+        }, delayMs, 0)
+    }
+
+    // MARK: - Signals, drain and exit
+
+    private func handleSignal(_ signum: Int32) {
+        if signum == SIGHUP {
+            reload()
+            return
+        }
+        beginDrain(signal: signum == SIGINT ? "SIGINT" : "SIGTERM")
+    }
+
+    private func reload() {
+        do {
+            staticFiles = try StaticFiles(root: config.wwwRoot)
+            logger.log(.info, "reloaded static files", ["files": String(staticFiles.fileCount)])
+        } catch {
+            logger.log(.error, "reload failed; keeping the old files", ["error": "\(error)"])
+        }
+    }
+
+    /// Stop accepting, answer health checks with 503, flush every client's pending messages and close WebSockets
+    /// with 1001; exit when every connection is gone or the drain timeout passes.
+    public func beginDrain(signal: String) {
+        guard !isDraining else { return }
+        isDraining = true
+        notifier.notify("STOPPING=1\n" + statusLine())
+        logger.log(.info, "draining", ["signal": signal, "connections": String(openConnections)])
+        for l in listeners { closeHandle(uvc_tcp_as_handle(l)) }
+        listeners.removeAll()
+        for case let conn? in slots where !conn.isClosed {
+            switch conn.phase {
+            case .http:
+                if !conn.headInProgress && conn.outstandingBytes == 0 { conn.closeNow() }
+            case .chat, .echo:
+                conn.startClosingHandshake(.goingAway)
+            case .closing:
+                break
+            }
+        }
+        flushDirty()
+        if openConnections == 0 {
+            stopEverything()
+        } else if let t = makeHandle(uv_timer_t.self, { uv_timer_init(loop, $0) }) {
+            drainTimer = t
+            _ = uv_timer_start(t, { t in
+                let server = Server.from(t!.pointee.loop)
+                server.logger.log(.warn, "drain timeout; closing the rest", ["connections": String(server.openConnections)])
+                for case let conn? in server.slots { conn.closeNow() }
+                server.stopEverything()
+            }, Server.millis(config.drainTimeout), 0)
+        }
+    }
+
+    private var stopped = false
+    private func stopEverything() {
+        guard !stopped else { return }
+        stopped = true
+        closeTimer(sweepTimer)
+        closeTimer(onlineTimer)
+        closeTimer(watchdogTimer)
+        notifier.close()
+        if let t = matchTimer { closeHandle(uvc_timer_as_handle(t)) }
+        if let t = drainTimer { closeHandle(uvc_timer_as_handle(t)) }
+        if let h = flushCheck { closeHandle(uvc_check_as_handle(h)) }
+        closeTimer(lagTimer)
+        for s in signals { closeHandle(uvc_signal_as_handle(s)) }
+        signals.removeAll()
+        for l in listeners { closeHandle(uvc_tcp_as_handle(l)) }
+        listeners.removeAll()
+        logger.log(.info, "stopped", ["pairs": String(metrics.pairsMade), "relayed": String(metrics.messagesRelayed)])
+    }
+
+    // MARK: - Chat
+
+    /// Global and per-address caps for new chat connections; returns a Retry-After value when refused.
+    func admitChat(_ conn: Connection) -> String? {
+        guard config.rateLimitsEnabled else { return nil }
+        if chatCount >= config.maxConnections { return "10" }
+        if perAddress[conn.address, default: 0] >= config.maxConnectionsPerAddress { return "30" }
+        return nil
+    }
+
+    func chatOpened(_ conn: Connection, interests: [String]) {
+        metrics.chatUpgrades &+= 1
+        chatCount += 1
+        conn.countedAsChat = true
+        perAddress[conn.address, default: 0] += 1
+        conn.interests = interests
+        conn.tokens = config.rateBurst
+        conn.tokensAt = nowMillis
+        conn.sendPrebuilt(frames.online(chatCount))
+        queue(conn)
+    }
+
+    func chatConnectionClosed(_ conn: Connection) {
+        chatCount -= 1
+        if let n = perAddress[conn.address] {
+            if n <= 1 { perAddress[conn.address] = nil } else { perAddress[conn.address] = n - 1 }
+        }
+    }
+
+    /// Leave the partner (who is told) or the queue. Idempotent.
+    func chatLeft(_ conn: Connection) {
+        if let partner = conn.partner {
+            conn.partner = nil
+            partner.partner = nil
+            partner.sendPrebuilt(frames.partnerLeft)
+        }
+        matchmaker.remove(conn.id)
+    }
+
+    private func queue(_ conn: Connection) {
+        if let pairing = matchmaker.enqueue(conn.id, interests: conn.interests, now: nowNanos) {
+            announce(pairing)
+        } else {
+            conn.sendPrebuilt(frames.waiting)
+            armMatchTimer()
+        }
+    }
+
+    private func announce(_ pairing: Pairing) {
+        guard let a = slots[Int(pairing.a.rawValue)], let b = slots[Int(pairing.b.rawValue)] else { return }
+        a.partner = b
+        b.partner = a
+        metrics.pairsMade &+= 1
+        scratch.removeAll(keepingCapacity: true)
+        ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
+        scratch.withUnsafeBytes { payload in
+            a.sendFrame(.text, payload)
+            b.sendFrame(.text, payload)
+        }
+    }
+
+    func chatCommand(_ conn: Connection, _ payload: UnsafeRawBufferPointer) {
+        switch ChatCommandDecoder.decode(payload, maxScalars: config.maxTextScalars) {
+        case .failure(let code):
+            refuse(conn, code)
+        case .success(.message(let range, _)):
+            guard let partner = conn.partner else {
+                refuse(conn, .notPaired)
+                return
+            }
+            if config.rateLimitsEnabled && !takeToken(conn) {
+                metrics.rateLimitHits &+= 1
+                refuse(conn, .rateLimited)
+                return
+            }
+            relay(UnsafeRawBufferPointer(rebasing: payload[range]), to: partner)
+        case .success(.typing(let active)):
+            conn.partner?.sendPrebuilt(active ? frames.typingOn : frames.typingOff)
+        case .success(.next):
+            chatLeft(conn)
+            queue(conn)
+        case .success(.stop):
+            chatLeft(conn)
+        }
+    }
+
+    /// One write into the partner's output: the frame header, then the event with the sender's already-validated
+    /// JSON string literal copied verbatim.
+    private func relay(_ escapedText: UnsafeRawBufferPointer, to partner: Connection) {
+        let length = ChatEventEncoder.messagePayloadLength(escapedTextCount: escapedText.count)
+        var header: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &header) { h in
+            let n = WebSocketFrameEncoder.writeHeader(opcode: .text, payloadLength: length, into: h.baseAddress!)
+            partner.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
+        }
+        ChatEventEncoder.message(escapedText: escapedText, into: &partner.pending)
+        metrics.messagesRelayed &+= 1
+        metrics.framesOut &+= 1
+        partner.markDirty()
+        if partner.outstandingBytes > config.outgoingCap {
+            // A receiver that falls this far behind is closed; its partner is told it left.
+            metrics.slowConsumerCloses &+= 1
+            logger.log(.info, "slow consumer closed", ["outstanding": String(partner.outstandingBytes)])
+            partner.startClosingHandshake(.policyViolation, dropPending: true)
+        }
+    }
+
+    private func takeToken(_ conn: Connection) -> Bool {
+        let now = nowMillis
+        let elapsed = Double(now &- conn.tokensAt) / 1000
+        conn.tokensAt = now
+        conn.tokens = min(config.rateBurst, conn.tokens + elapsed * config.ratePerSecond)
+        if conn.tokens < 1 { return false }
+        conn.tokens -= 1
+        return true
+    }
+
+    private func refuse(_ conn: Connection, _ code: ChatErrorCode) {
+        switch code {
+        case .badRequest: metrics.refused[0] &+= 1
+        case .notPaired: metrics.refused[1] &+= 1
+        case .tooLong: metrics.refused[2] &+= 1
+        case .rateLimited: metrics.refused[3] &+= 1
+        }
+        conn.sendPrebuilt(frames.error(code))
+    }
+
+    // MARK: - Metrics
+
+    func metricsText() -> String {
+        var queued = 0, paired = 0, http = 0, closing = 0, idle = 0
+        for case let c? in slots {
+            switch c.phase {
+            case .http: http += 1
+            case .chat:
+                if c.partner != nil { paired += 1 } else if matchmaker.isQueued(c.id) { queued += 1 } else { idle += 1 }
+            case .echo: idle += 1
+            case .closing: closing += 1
+            }
+        }
+        return MetricsText.render(metrics, states: [("http", http), ("queued", queued), ("paired", paired),
+                                                    ("idle", idle), ("closing", closing)],
+                                  draining: isDraining)
+    }
+}
+
+@available(*, unavailable)
+extension Server: Sendable {}
+
+/// A readable start-up failure (one line for the operator).
+public struct ServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ text: String) { description = text }
+}
+
+final class TimerBox {
+    let action: (Server) -> Void
+    init(_ action: @escaping (Server) -> Void) { self.action = action }
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import UVChat
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Flags -> configuration -> run. Every default shown by `--help` is the server's own default.
+struct UVChatD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "uvchatd",
+        abstract: "uvchat: a random text chat server (HTTP/1.1, RFC 6455 WebSocket, one libuv loop).",
+        discussion: """
+        Serves the chat page from --www, the chat protocol on /ws, /healthz and /metrics.
+        SIGTERM or SIGINT drains (close 1001, exit 0); SIGHUP reloads the static files.
+        """,
+        version: BuildInfo.version
+    )
+    static let defaults = ServerConfiguration()
+
+    @Option(help: "Address to listen on (IPv4 or IPv6; '::' is both).")
+    var host = defaults.host
+    @Option(help: "TCP port (0 picks a free one).")
+    var port = defaults.port
+    @Option(help: "Folder with the page's files.")
+    var www = defaults.wwwRoot
+    @Flag(help: "Serve /echo for conformance suites.")
+    var echo = false
+
+    @Option(help: "Largest request head in bytes (431 beyond).")
+    var maxHeadBytes = defaults.maxHeadBytes
+    @Option(help: "Longest request target in bytes (414 beyond).")
+    var maxTargetBytes = defaults.maxTargetBytes
+    @Option(help: "Most request headers (431 beyond).")
+    var maxHeaderCount = defaults.maxHeaderCount
+    @Option(help: "Seconds to finish a request head (408 after).")
+    var handshakeTimeout = defaults.handshakeTimeout
+    @Option(help: "Seconds an idle keep-alive HTTP connection stays open.")
+    var keepAliveTimeout = defaults.keepAliveTimeout
+
+    @Option(help: "Largest /ws message in bytes after reassembly (close 1009 beyond).")
+    var maxMessageBytes = defaults.maxMessageBytes
+    @Option(help: "Largest /echo message in bytes.")
+    var echoMaxMessageBytes = defaults.echoMaxMessageBytes
+    @Option(help: "Bytes queued for one slow receiver before it is closed with 1008.")
+    var outgoingCap = defaults.outgoingCap
+    @Option(help: "Seconds of silence before a ping; closed 1008 after two intervals.")
+    var pingInterval = defaults.pingInterval
+    @Option(help: "Seconds to wait for the peer's close frame.")
+    var closeTimeout = defaults.closeTimeout
+
+    @Option(help: "Longest chat message in Unicode scalars.")
+    var maxTextScalars = defaults.maxTextScalars
+    @Option(help: "Messages per second per connection (token bucket rate).")
+    var ratePerSecond = defaults.ratePerSecond
+    @Option(help: "Token bucket burst.")
+    var rateBurst = defaults.rateBurst
+    @Option(help: "Seconds between online-count updates (sent only when changed).")
+    var onlineInterval = defaults.onlineInterval
+    @Option(help: "Seconds to wait for a common interest before a random match.")
+    var interestTimeout = defaults.interestTimeout
+
+    @Option(help: "Most simultaneous chat connections (503 beyond).")
+    var maxConnections = defaults.maxConnections
+    @Option(help: "Most simultaneous chat connections per client address (503 beyond).")
+    var maxConnectionsPerAddress = defaults.maxConnectionsPerAddress
+    @Flag(help: "Lift the rate and connection-count limits (for benchmarks); size limits stay.")
+    var noRateLimits = false
+    @Option(help: "Allowed Origin for upgrades (repeatable; none means any).")
+    var allowOrigin: [String] = []
+
+    @Option(help: "Proxy address whose X-Forwarded-For is believed (repeatable).")
+    var trustedProxy: [String] = []
+    @Flag(help: "Include client addresses in log lines.")
+    var logAddresses = false
+
+    @Option(help: "Seconds to drain on SIGTERM/SIGINT before closing the rest.")
+    var drainTimeout = defaults.drainTimeout
+    @Option(help: "debug, info, warn or error.")
+    var logLevel = defaults.logLevel
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard LogLevelName.valid.contains(logLevel) else { throw ValidationError("--log-level must be debug, info, warn or error") }
+        for (name, v) in [("--max-head-bytes", maxHeadBytes), ("--max-target-bytes", maxTargetBytes),
+                          ("--max-header-count", maxHeaderCount), ("--max-message-bytes", maxMessageBytes),
+                          ("--echo-max-message-bytes", echoMaxMessageBytes), ("--outgoing-cap", outgoingCap),
+                          ("--max-text-scalars", maxTextScalars), ("--max-connections", maxConnections),
+                          ("--max-connections-per-address", maxConnectionsPerAddress)] where v <= 0 {
+            throw ValidationError("\(name) must be positive")
+        }
+        for (name, v) in [("--handshake-timeout", handshakeTimeout), ("--keep-alive-timeout", keepAliveTimeout),
+                          ("--ping-interval", pingInterval), ("--close-timeout", closeTimeout),
+                          ("--rate-per-second", ratePerSecond), ("--rate-burst", rateBurst),
+                          ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
+            throw ValidationError("\(name) must be positive")
+        }
+        guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
+    }
+
+    func makeConfiguration() -> ServerConfiguration {
+        var c = ServerConfiguration()
+        c.host = host
+        c.port = port
+        c.wwwRoot = www
+        c.echo = echo
+        c.maxHeadBytes = maxHeadBytes
+        c.maxTargetBytes = maxTargetBytes
+        c.maxHeaderCount = maxHeaderCount
+        c.handshakeTimeout = handshakeTimeout
+        c.keepAliveTimeout = keepAliveTimeout
+        c.maxMessageBytes = maxMessageBytes
+        c.echoMaxMessageBytes = echoMaxMessageBytes
+        c.outgoingCap = outgoingCap
+        c.pingInterval = pingInterval
+        c.closeTimeout = closeTimeout
+        c.maxTextScalars = maxTextScalars
+        c.ratePerSecond = ratePerSecond
+        c.rateBurst = rateBurst
+        c.onlineInterval = onlineInterval
+        c.interestTimeout = interestTimeout
+        c.maxConnections = maxConnections
+        c.maxConnectionsPerAddress = maxConnectionsPerAddress
+        c.rateLimitsEnabled = !noRateLimits
+        c.allowedOrigins = allowOrigin
+        c.trustedProxies = trustedProxy
+        c.logAddresses = logAddresses
+        c.drainTimeout = drainTimeout
+        c.logLevel = logLevel
+        return c
+    }
+
+    func run() throws {
+        let server: Server
+        do {
+            server = try Server(configuration: makeConfiguration())
+            try server.start()
+        } catch {
+            fail("\(error)")
+        }
+        Glibc.exit(server.run())
+    }
+}
+
+enum LogLevelName {
+    static let valid = ["debug", "info", "warn", "error"]
+}
+
+func fail(_ line: String) -> Never {
+    var text = "uvchatd: \(line)\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    exit(1)
+}

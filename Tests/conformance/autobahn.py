@@ -1,0 +1,106 @@
+"""Runs the Autobahn cases 1.* to 10.* (the kosoku runner) against `uvchatd --echo` on a free loopback port.
+
+Writes the report to the folder given by --outdir, prints one line per case that is not OK (INFORMATIONAL counts
+as OK, as Autobahn itself treats it), a closing 'N passed, M failed' line, and exits non-zero unless every case is
+OK or INFORMATIONAL for both the exchange and the closing handshake.
+"""
+import argparse
+import asyncio
+import collections
+import re
+import subprocess
+import sys
+import time
+
+import kosoku
+from kosoku._report import write_reports
+
+GOOD = {"OK", "INFORMATIONAL"}
+
+
+def start_server(binary, www):
+    proc = subprocess.Popen([binary, "--echo", "--host", "127.0.0.1", "--port", "0", "--www", www,
+                             "--no-rate-limits", "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The listening line is logged at info; with --log-level warn we find the port from /proc instead.
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        port = listening_port(proc.pid)
+        if port:
+            return proc, port
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("uvchatd --echo did not start: " + (proc.stderr.read() if proc.stderr else ""))
+
+
+def listening_port(pid):
+    """The TCP port a process listens on, from /proc/net/tcp{,6} and its socket inodes."""
+    import os
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            m = re.match(r"socket:\[(\d+)\]", target)
+            if m:
+                inodes.add(m.group(1))
+    except FileNotFoundError:
+        return None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in inodes:   # 0A = LISTEN
+                    return int(parts[1].split(":")[1], 16)
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--www", required=True)
+    ap.add_argument("--outdir", required=True)
+    ap.add_argument("--cases", nargs="*", default=[f"{n}.*" for n in range(1, 11)])
+    ap.add_argument("--parallelism", type=int, default=4)
+    args = ap.parse_args()
+
+    proc, port = start_server(args.binary, args.www)
+    try:
+        try:
+            results = asyncio.run(kosoku.run_fuzzingclient(f"ws://127.0.0.1:{port}/echo", args.cases,
+                                                           concurrency=args.parallelism))
+        except kosoku.FailureError as failure:
+            results = failure.results
+    finally:
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = "killed"
+    write_reports(results, args.outdir)
+
+    tally = collections.Counter()
+    bad = []
+    for r in results:
+        b, c = r.behavior.value, r.behavior_close.value
+        tally[b] += 1
+        if b not in GOOD or c not in GOOD:
+            bad.append(f"case {r.case_id}: behavior={b} close={c} remote_close_code={r.remote_close_code}")
+    for line in bad:
+        print(line)
+    print("autobahn verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(tally.items())))
+    print(f"report: {args.outdir}/index.html")
+    if rc != 0:
+        print(f"uvchatd exited with {rc} after SIGTERM")
+    print(f"conformance: {len(results) - len(bad)} passed, {len(bad)} failed")
+    sys.exit(0 if not bad and results and rc == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
