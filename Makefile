@@ -11,7 +11,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 RELEASE := $(BUILD)/release/uvchatd
 
-.PHONY: run test build debug clean deps test-deps unit e2e browser conformance venv
+.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench
 
 ## run: install what is missing, build a release binary, serve www on http://localhost:$(PORT)
 run: build
@@ -56,5 +56,11 @@ deps:
 test-deps: deps
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(APT) chromium chromium-driver; }
 
+## bench: the load generator against a release build, server and generator pinned to separate cores
+bench: deps
+	bash bench/run.sh
+
 clean:
 	rm -rf $(BUILD)
+
+-include mk/install.mk

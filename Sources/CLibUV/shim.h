@@ -17,6 +17,7 @@ static inline uv_handle_t *uvc_signal_as_handle(uv_signal_t *h) { return (uv_han
 static inline uv_handle_t *uvc_check_as_handle(uv_check_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *uvc_prepare_as_handle(uv_prepare_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *uvc_udp_as_handle(uv_udp_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *uvc_async_as_handle(uv_async_t *h) { return (uv_handle_t *)h; }
 
 static inline const struct sockaddr *uvc_sockaddr_in(const struct sockaddr_in *a) { return (const struct sockaddr *)a; }
 static inline const struct sockaddr *uvc_sockaddr_in6(const struct sockaddr_in6 *a) { return (const struct sockaddr *)a; }

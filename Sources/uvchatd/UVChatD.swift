@@ -63,6 +63,12 @@ struct UVChatD: ParsableCommand {
     var maxConnections = defaults.maxConnections
     @Option(help: "Most simultaneous chat connections per client address (503 beyond).")
     var maxConnectionsPerAddress = defaults.maxConnectionsPerAddress
+    @Option(help: "New chat connections per minute per client address (503 beyond).")
+    var newConnectionsPerMinute = defaults.newConnectionsPerMinutePerAddress
+    @Option(help: "Chat messages per second shared by all connections of one address.")
+    var addressRatePerSecond = defaults.addressRatePerSecond
+    @Option(help: "Burst of the per-address message bucket.")
+    var addressRateBurst = defaults.addressRateBurst
     @Flag(help: "Lift the rate and connection-count limits (for benchmarks); size limits stay.")
     var noRateLimits = false
     @Option(help: "Allowed Origin for upgrades (repeatable; none means any).")
@@ -85,12 +91,14 @@ struct UVChatD: ParsableCommand {
                           ("--max-header-count", maxHeaderCount), ("--max-message-bytes", maxMessageBytes),
                           ("--echo-max-message-bytes", echoMaxMessageBytes), ("--outgoing-cap", outgoingCap),
                           ("--max-text-scalars", maxTextScalars), ("--max-connections", maxConnections),
-                          ("--max-connections-per-address", maxConnectionsPerAddress)] where v <= 0 {
+                          ("--max-connections-per-address", maxConnectionsPerAddress),
+                          ("--new-connections-per-minute", newConnectionsPerMinute)] where v <= 0 {
             throw ValidationError("\(name) must be positive")
         }
         for (name, v) in [("--handshake-timeout", handshakeTimeout), ("--keep-alive-timeout", keepAliveTimeout),
                           ("--ping-interval", pingInterval), ("--close-timeout", closeTimeout),
                           ("--rate-per-second", ratePerSecond), ("--rate-burst", rateBurst),
+                          ("--address-rate-per-second", addressRatePerSecond), ("--address-rate-burst", addressRateBurst),
                           ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
             throw ValidationError("\(name) must be positive")
         }
@@ -120,6 +128,9 @@ struct UVChatD: ParsableCommand {
         c.interestTimeout = interestTimeout
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
+        c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute
+        c.addressRatePerSecond = addressRatePerSecond
+        c.addressRateBurst = addressRateBurst
         c.rateLimitsEnabled = !noRateLimits
         c.allowedOrigins = allowOrigin
         c.trustedProxies = trustedProxy

@@ -43,8 +43,7 @@ final class Connection {
     // Chat
     unowned(unsafe) var partner: Connection? = nil
     var interests: [String] = []
-    var tokens: Double = 0
-    var tokensAt: UInt64 = 0
+    var bucket = TokenBucket(tokens: 0, at: 0)
 
     // Output: `pending` collects frames during a loop iteration; one write at a time is in flight.
     var pending: [UInt8] = []
@@ -54,6 +53,7 @@ final class Connection {
     /// After everything queued is written, shut down the write side and close.
     var finishAfterFlush = false
     var isShutdown = false
+    var peerEOF = false
     var isClosed = false
 
     init(server: Server, id: PeerID, limits: HTTPLimits) {
@@ -131,8 +131,20 @@ final class Connection {
 
     /// EOF or a read error: the peer is gone (a partner counts as gone from the moment its TCP close is seen).
     func peerClosed(_ error: UVError) {
-        if error != .eof { server.metrics.readErrors &+= 1 }
-        closeNow()
+        guard error == .eof, outstandingBytes > 0, phase != .closing || !isShutdown else {
+            if error != .eof { server.metrics.readErrors &+= 1 }
+            closeNow()
+            return
+        }
+        // A half-close: the peer will read no more requests from us only after our answers, so write them first.
+        peerEOF = true
+        _ = uv_read_stop(stream)
+        readPaused = false
+        stash = []
+        if phase != .closing { leavePhase() }
+        phase = .closing
+        finishAfterFlush = true
+        if closeDeadline == 0 { closeDeadline = server.nowMillis + server.closeTimeoutMillis }
     }
 
     // MARK: - Writing
@@ -163,7 +175,7 @@ final class Connection {
         isDirty = false
         guard !isClosed, inFlightBytes == 0 else { return }
         if pending.isEmpty {
-            if finishAfterFlush { shutdownNow() }
+            allFlushed()
             return
         }
         let total = pending.count
@@ -183,7 +195,7 @@ final class Connection {
         if done == total {
             releasePendingIfLarge()
             pending.removeAll(keepingCapacity: true)
-            if finishAfterFlush { shutdownNow() } else if readPaused { resumeReading() }
+            allFlushed()
             return
         }
         // The kernel buffer is full: copy the rest into a block that lives until the write callback.
@@ -203,6 +215,14 @@ final class Connection {
             return
         }
         inFlightBytes = rest
+    }
+
+    private func allFlushed() {
+        if finishAfterFlush {
+            if peerEOF { closeNow() } else { shutdownNow() }
+        } else if readPaused {
+            resumeReading()
+        }
     }
 
     static let onWrite: uv_write_cb = { req, status in

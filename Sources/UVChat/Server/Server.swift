@@ -32,6 +32,7 @@ public final class Server {
     private var drainTimer: UnsafeMutablePointer<uv_timer_t>?
     private var signals: [UnsafeMutablePointer<uv_signal_t>] = []
     private var watchdogTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var stopAsync: UnsafeMutablePointer<uv_async_t>?
     var notifier = SystemdNotifier()
     private var matchTimerDue: UInt64 = .max
 
@@ -41,7 +42,8 @@ public final class Server {
     // Chat state
     private(set) var chatCount = 0
     private var lastOnlineSent = -1
-    private var perAddress: [ClientAddress: Int] = [:]
+    private var perAddress: [ClientAddress: AddressState] = [:]
+    private var lastAddressPrune: UInt64 = 0
     let frames: PrebuiltFrames
     private var scratch: [UInt8] = []
 
@@ -122,6 +124,10 @@ public final class Server {
         onlineTimer = try startTimer(every: Server.millis(config.onlineInterval)) { $0.broadcastOnline() }
         matchTimer = makeHandle(uv_timer_t.self) { uv_timer_init(loop, $0) }
 
+        stopAsync = makeHandle(uv_async_t.self) { h in
+            uv_async_init(loop, h) { h in Server.from(h!.pointee.loop).beginDrain(signal: "request") }
+        }
+        if let h = stopAsync { uv_unref(uvc_async_as_handle(h)) }
         if let ms = notifier.watchdogIntervalMillis {
             watchdogTimer = try startTimer(every: ms) { $0.notifier.notify("WATCHDOG=1") }
         }
@@ -150,6 +156,9 @@ public final class Server {
         }
         return exitCode
     }
+
+    /// A thread-safe way to ask the loop to drain and stop (for embedding and tests; the daemon uses signals).
+    public var stopHandle: StopHandle { StopHandle(async: stopAsync) }
 
     static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> Server {
         Unmanaged<Server>.fromOpaque(loop!.pointee.data).takeUnretainedValue()
@@ -462,6 +471,7 @@ public final class Server {
         if let t = matchTimer { closeHandle(uvc_timer_as_handle(t)) }
         if let t = drainTimer { closeHandle(uvc_timer_as_handle(t)) }
         if let h = flushCheck { closeHandle(uvc_check_as_handle(h)) }
+        if let h = stopAsync { closeHandle(uvc_async_as_handle(h)) }
         closeTimer(lagTimer)
         for s in signals { closeHandle(uvc_signal_as_handle(s)) }
         signals.removeAll()
@@ -476,7 +486,12 @@ public final class Server {
     func admitChat(_ conn: Connection) -> String? {
         guard config.rateLimitsEnabled else { return nil }
         if chatCount >= config.maxConnections { return "10" }
-        if perAddress[conn.address, default: 0] >= config.maxConnectionsPerAddress { return "30" }
+        let now = nowMillis
+        var state = perAddress[conn.address] ?? AddressState(now: now, config: config)
+        defer { perAddress[conn.address] = state }
+        if state.openChats >= config.maxConnectionsPerAddress { return "30" }
+        let perMinute = Double(config.newConnectionsPerMinutePerAddress)
+        if !state.connections.take(now: now, rate: perMinute / 60, burst: perMinute) { return "60" }
         return nil
     }
 
@@ -484,19 +499,25 @@ public final class Server {
         metrics.chatUpgrades &+= 1
         chatCount += 1
         conn.countedAsChat = true
-        perAddress[conn.address, default: 0] += 1
+        perAddress[conn.address, default: AddressState(now: nowMillis, config: config)].openChats += 1
         conn.interests = interests
-        conn.tokens = config.rateBurst
-        conn.tokensAt = nowMillis
+        conn.bucket = TokenBucket(tokens: config.rateBurst, at: nowMillis)
         conn.sendPrebuilt(frames.online(chatCount))
         queue(conn)
     }
 
     func chatConnectionClosed(_ conn: Connection) {
         chatCount -= 1
-        if let n = perAddress[conn.address] {
-            if n <= 1 { perAddress[conn.address] = nil } else { perAddress[conn.address] = n - 1 }
-        }
+        perAddress[conn.address]?.openChats -= 1
+        pruneAddresses()
+    }
+
+    /// Forget addresses with no open chat whose buckets have refilled, so the table never grows without bound.
+    private func pruneAddresses() {
+        let now = nowMillis
+        guard now &- lastAddressPrune >= 10_000 else { return }
+        lastAddressPrune = now
+        perAddress = perAddress.filter { $0.value.openChats > 0 || now &- $0.value.connections.at < 60_000 }
     }
 
     /// Leave the partner (who is told) or the queue. Idempotent.
@@ -545,6 +566,13 @@ public final class Server {
                 refuse(conn, .rateLimited)
                 return
             }
+            if config.rateLimitsEnabled,
+               perAddress[conn.address]?.messages.take(now: nowMillis, rate: config.addressRatePerSecond,
+                                                       burst: config.addressRateBurst) == false {
+                metrics.rateLimitHits &+= 1
+                refuse(conn, .rateLimited)
+                return
+            }
             relay(UnsafeRawBufferPointer(rebasing: payload[range]), to: partner)
         case .success(.typing(let active)):
             conn.partner?.sendPrebuilt(active ? frames.typingOn : frames.typingOff)
@@ -578,13 +606,7 @@ public final class Server {
     }
 
     private func takeToken(_ conn: Connection) -> Bool {
-        let now = nowMillis
-        let elapsed = Double(now &- conn.tokensAt) / 1000
-        conn.tokensAt = now
-        conn.tokens = min(config.rateBurst, conn.tokens + elapsed * config.ratePerSecond)
-        if conn.tokens < 1 { return false }
-        conn.tokens -= 1
-        return true
+        conn.bucket.take(now: nowMillis, rate: config.ratePerSecond, burst: config.rateBurst)
     }
 
     private func refuse(_ conn: Connection, _ code: ChatErrorCode) {
@@ -623,6 +645,37 @@ extension Server: Sendable {}
 public struct ServerError: Error, CustomStringConvertible {
     public let description: String
     init(_ text: String) { description = text }
+}
+
+/// Wakes the loop from another thread and starts the drain, through libuv's one thread-safe call.
+public struct StopHandle: @unchecked Sendable {
+    let async: UnsafeMutablePointer<uv_async_t>?
+    public func stop() { if let async { _ = uv_async_send(async) } }
+}
+
+/// Per client address: open chat connections and two token buckets (new connections, messages).
+struct AddressState {
+    var openChats = 0
+    var connections: TokenBucket
+    var messages: TokenBucket
+
+    init(now: UInt64, config: ServerConfiguration) {
+        connections = TokenBucket(tokens: Double(config.newConnectionsPerMinutePerAddress), at: now)
+        messages = TokenBucket(tokens: config.addressRateBurst, at: now)
+    }
+}
+
+struct TokenBucket {
+    var tokens: Double
+    var at: UInt64   // ms
+
+    mutating func take(now: UInt64, rate: Double, burst: Double) -> Bool {
+        tokens = min(burst, tokens + Double(now &- at) / 1000 * rate)
+        at = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
 }
 
 final class TimerBox {

@@ -30,6 +30,8 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections = 10_000
     public var maxConnectionsPerAddress = 16
     public var newConnectionsPerMinutePerAddress = 120
+    public var addressRatePerSecond = 30.0      // chat messages per second shared by all of one address's sockets
+    public var addressRateBurst = 60.0
     public var rateLimitsEnabled = true
     public var allowedOrigins: [String] = []     // empty: any Origin
     public var trustedProxies: [String] = []     // addresses whose X-Forwarded-For is believed
