@@ -6,12 +6,14 @@ BUILD   := .build
 VENV    := $(BUILD)/venv
 PY      := $(VENV)/bin/python
 JOBS    ?= 2
+FUZZ_SECONDS ?= 120
+FUZZ_SECONDS_TEST ?= 8
 PORT    ?= 8080
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 RELEASE := $(BUILD)/release/uvchatd
 
-.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench
+.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench fuzz test-asan
 
 ## run: install what is missing, build a release binary, serve www on http://localhost:$(PORT)
 run: build
@@ -30,6 +32,7 @@ test: test-deps venv
 	swift test -j $(JOBS) --skip-build
 	swift build -c release -j $(JOBS) --product uvchatd
 	$(MAKE) --no-print-directory e2e conformance
+	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
 
 ## unit: only the Swift unit tests
 unit: deps
@@ -55,6 +58,16 @@ deps:
 ## test-deps: also Chromium and its driver for the browser tests
 test-deps: deps
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(APT) chromium chromium-driver; }
+
+## fuzz: each libFuzzer target for FUZZ_SECONDS seconds
+fuzz:
+	bash Fuzz/run.sh $(FUZZ_SECONDS)
+
+## test-asan: the end-to-end and conformance suites against an AddressSanitizer build
+test-asan: test-deps venv
+	swift build -j $(JOBS) --sanitize=address --scratch-path $(BUILD)-asan --product uvchatd
+	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py
+	$(PY) Tests/conformance/autobahn.py --binary $(BUILD)-asan/debug/uvchatd --www www --outdir $(BUILD)/autobahn-asan
 
 ## bench: the load generator against a release build, server and generator pinned to separate cores
 bench: deps

@@ -1,0 +1,170 @@
+// libFuzzer targets for the sans-IO cores. One binary holds them all (the sources compile once, which keeps
+// `make test` quick on two cores); UVCHAT_FUZZ_TARGET picks the target, each with its own corpus folder.
+// Every target checks invariants, not only "does not crash".
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum FuzzTarget: String {
+    case http, websocket, command, path, matchmaker
+}
+
+// Read once; libFuzzer calls the entry point from one thread.
+nonisolated(unsafe) var selectedTarget: FuzzTarget? = nil
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    if selectedTarget == nil {
+        let name = getenv("UVCHAT_FUZZ_TARGET").map { String(cString: $0) } ?? ""
+        guard let t = FuzzTarget(rawValue: name) else {
+            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path or matchmaker")
+            exit(2)
+        }
+        selectedTarget = t
+    }
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    switch selectedTarget! {
+    case .http: fuzzHTTP(input)
+    case .websocket: fuzzWebSocket(input)
+    case .command: fuzzCommand(input)
+    case .path: fuzzPath(input)
+    case .matchmaker: fuzzMatchmaker(input)
+    }
+    return 0
+}
+
+func check(_ condition: Bool, _ what: String) {
+    if !condition {
+        print("invariant broken: \(what)")
+        abort()
+    }
+}
+
+/// The head parser: whole input and the same input split in two must agree; `consumed` stays in range.
+func fuzzHTTP(_ input: UnsafeRawBufferPointer) {
+    var whole = HTTPRequestParser(limits: HTTPLimits(maxHeadBytes: 2048, maxTargetBytes: 512, maxHeaderCount: 16))
+    let first = whole.parse(input)
+    if case .head(_, let consumed) = first { check(consumed > 0 && consumed <= input.count, "consumed in range") }
+    guard input.count > 1 else { return }
+    let cut = Int(input[0]) % input.count
+    var split = HTTPRequestParser(limits: HTTPLimits(maxHeadBytes: 2048, maxTargetBytes: 512, maxHeaderCount: 16))
+    var second = split.parse(UnsafeRawBufferPointer(rebasing: input[0..<cut]))
+    if case .needMore = second { second = split.parse(UnsafeRawBufferPointer(rebasing: input[cut...])) }
+    switch (first, second) {
+    case (.head(let a, _), .head(let b, _)):
+        check(a.path == b.path && a.headers.count == b.headers.count, "split head equals whole head")
+    case (.error(let a), .error(let b)):
+        _ = (a, b)   // the status may differ when a limit is seen earlier in one of the two; both refused is what matters
+    case (.needMore, .needMore):
+        break
+    default:
+        // A head that completes in the first part of the split is fine (trailing bytes are the next request).
+        if case .head = second { break }
+        if case .error = second, case .needMore = first { break }
+        if case .error = first, case .needMore = second { break }
+        check(false, "whole and split parses disagree")
+    }
+}
+
+/// The frame parser with UTF-8 validation: every text event is valid UTF-8, every event's payload is within limits.
+func fuzzWebSocket(_ input: UnsafeRawBufferPointer) {
+    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, input.count), alignment: 8)
+    defer { copy.deallocate() }
+    if input.count > 0 { copy.copyMemory(from: input) }
+    let buffer = UnsafeMutableRawBufferPointer(rebasing: copy[0..<input.count])
+    var parser = WebSocketParser(maxMessageBytes: 4096)
+    var offset = 0
+    var events = 0
+    while let event = parser.next(buffer, offset: &offset) {
+        events += 1
+        check(events < 100_000, "parser makes progress")
+        check(offset <= input.count, "offset in range")
+        switch event {
+        case .text(let p):
+            check(p.count <= 4096, "text within cap")
+            check(String(validating: p, as: UTF8.self) != nil, "text is valid UTF-8")
+        case .binary(let p):
+            check(p.count <= 4096, "binary within cap")
+        case .ping(let p), .pong(let p):
+            check(p.count <= 125, "control payload at most 125")
+        case .close(let code, let reason):
+            if let code { check(WebSocketCloseCode.isValidReceived(code), "close code valid") }
+            check(String(validating: reason, as: UTF8.self) != nil, "close reason valid UTF-8")
+            return
+        case .fail:
+            return
+        }
+    }
+}
+
+/// The command decoder: an accepted message's literal re-parses as a JSON string and never exceeds the cap.
+func fuzzCommand(_ input: UnsafeRawBufferPointer) {
+    guard String(validating: input, as: UTF8.self) != nil else { return }   // the server validates UTF-8 first
+    switch ChatCommandDecoder.decode(input, maxScalars: 64) {
+    case .success(.message(let range, let scalars)):
+        check(range.lowerBound >= 0 && range.upperBound <= input.count, "range in input")
+        check(scalars >= 1 && scalars <= 64, "scalar count within limits")
+        // The relayed event must itself decode back to the same literal.
+        var event: [UInt8] = []
+        ChatEventEncoder.message(escapedText: UnsafeRawBufferPointer(rebasing: input[range]), into: &event)
+        let back = event.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 64) }
+        if case .success(.message(_, let again)) = back { check(again == scalars, "relay keeps the text") } else {
+            check(false, "relayed event decodes")
+        }
+    default:
+        break
+    }
+}
+
+/// The static path resolver never yields a path that can leave the root.
+func fuzzPath(_ input: UnsafeRawBufferPointer) {
+    guard let raw = String(validating: input, as: UTF8.self) else { return }
+    guard let key = StaticPath.normalize(raw) else { return }
+    check(key.hasPrefix("/"), "normalized path is absolute")
+    for segment in key.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+        check(segment != ".." && segment != "." && !segment.isEmpty, "no dot or empty segments")
+        check(!segment.contains("\0") && !segment.contains("\\"), "no NUL or backslash")
+    }
+}
+
+/// The matchmaker under random operations: never a self-pair, never a pair with someone not waiting, each client
+/// in at most one pairing, and the queue count matches a model.
+func fuzzMatchmaker(_ input: UnsafeRawBufferPointer) {
+    let tags = ["a", "b", "c", "d"]
+    let mm = Matchmaker(interestTimeoutNanos: 1000)
+    var waiting = Set<UInt32>()
+    var now: UInt64 = 0
+    func record(_ p: Pairing) {
+        check(p.a != p.b, "no self pair")
+        check(waiting.contains(p.a.rawValue), "a was waiting")
+        waiting.remove(p.a.rawValue)
+        waiting.remove(p.b.rawValue)
+    }
+    var i = 0
+    while i + 1 < input.count {
+        let op = input[i], arg = input[i + 1]
+        i += 2
+        let id = PeerID(rawValue: UInt32(arg & 0x1f))
+        switch op % 4 {
+        case 0, 1:
+            let interests = tags.enumerated().filter { (arg >> 5) & (1 << $0.offset) != 0 }.map(\.element)
+            mm.remove(id)
+            waiting.remove(id.rawValue)
+            if let p = mm.enqueue(id, interests: interests, now: now) {
+                check(p.b == id && p.a != id, "newcomer is b")
+                check(waiting.contains(p.a.rawValue), "partner was waiting")
+                waiting.remove(p.a.rawValue)
+            } else {
+                waiting.insert(id.rawValue)
+            }
+        case 2:
+            mm.remove(id)
+            waiting.remove(id.rawValue)
+        default:
+            now += UInt64(arg) * 10
+            for p in mm.expire(now: now) { record(p) }
+        }
+        check(mm.count == waiting.count, "count matches the model")
+        for w in waiting { check(mm.isQueued(PeerID(rawValue: w)), "model's waiting are queued") }
+    }
+}
