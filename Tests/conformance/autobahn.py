@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--www", required=True)
     ap.add_argument("--outdir", required=True)
-    ap.add_argument("--cases", nargs="*", default=[f"{n}.*" for n in range(1, 11)])
+    ap.add_argument("--cases", nargs="*", default=[f"{n}.*" for n in (1, 2, 3, 4, 5, 6, 7, 9, 10)])  # Autobahn has no section 8
     ap.add_argument("--parallelism", type=int, default=4)
     args = ap.parse_args()
 
