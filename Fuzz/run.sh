@@ -17,7 +17,7 @@ fi
 failed=0
 for target in http websocket command path matchmaker; do
   mkdir -p "$OUT/$target" "Fuzz/corpus/$target"
-  if UVCHAT_FUZZ_TARGET=$target "$bin" -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=5 \
+  if SWIFT_BACKTRACE=enable=no UVCHAT_FUZZ_TARGET=$target "$bin" -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=5 \
       -artifact_prefix="$OUT/crash-$target-" -print_final_stats=0 \
       "$OUT/$target" "Fuzz/corpus/$target" > "$OUT/$target.log" 2>&1; then
     echo "fuzz $target: $(grep -Eo 'Done [0-9]+ runs' "$OUT/$target.log" | tail -1) in ${SECONDS_PER_TARGET}s, no crash"

@@ -201,7 +201,8 @@ enum StaticPath {
             }
             if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") }) { return nil }
             guard let segment = String(validating: bytes, as: UTF8.self) else { return nil }
-            if segment == "." || segment == ".." || segment.hasPrefix(".") { return nil }
+            // Bytes, not Characters: "." followed by a combining mark is one Character but still a dot file.
+            if segment.utf8.first == UInt8(ascii: ".") { return nil }
             segments.append(segment)
         }
         let endsWithSlash = rawPath.utf8.last == UInt8(ascii: "/")
