@@ -3,6 +3,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -36,9 +37,15 @@ class Server:
             m = re.search(r"msg=listening .*port=(\d+)", line)
             if m:
                 self.port = int(m.group(1))
+                # Keep reading stderr so that a chatty server never blocks on a full pipe.
+                threading.Thread(target=self._pump, daemon=True).start()
                 return self
         self.proc.kill()
         raise RuntimeError("uvchatd did not start: " + "".join(self.log))
+
+    def _pump(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
 
     @property
     def http(self):

@@ -5,6 +5,7 @@ extension Connection {
     func handleFrames(_ input: UnsafeMutableRawBufferPointer, from start: Int) {
         var offset = start
         while !isClosed, let event = wsParser?.next(input, offset: &offset) {
+            lastSeen = server.nowMillis
             if phase == .closing {
                 // We sent our close frame: only the peer's close frame matters now.
                 if case .close = event { finish() }
@@ -91,7 +92,7 @@ extension Connection {
 
     /// Start the closing handshake (shutdown, idle timeout, slow consumer): send our close frame and wait for the
     /// peer's, up to the close timeout.
-    func startClosingHandshake(_ code: WebSocketCloseCode, dropPending: Bool = false) {
+    func startClosingHandshake(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil) {
         guard !isClosed, !sentClose else { return }
         if dropPending { pending.removeAll(keepingCapacity: false) }
         if phase == .chat || countedAsChat { leavePhase() }
@@ -101,6 +102,6 @@ extension Connection {
         enqueue(out)
         sentClose = true
         phase = .closing
-        closeDeadline = server.nowMillis + server.closeTimeoutMillis
+        closeDeadline = server.nowMillis + (waitMillis ?? server.closeTimeoutMillis)
     }
 }

@@ -34,7 +34,7 @@ final class Connection {
 
     // WebSocket
     var wsParser: WebSocketParser? = nil
-    var lastSeen: UInt64 = 0                // ms: last frame from the peer
+    var lastSeen: UInt64 = 0                // ms: last complete frame from the peer (a trickled frame is not life)
     var pingOutstanding = false
     var sentClose = false
     var closeDeadline: UInt64 = 0
@@ -98,7 +98,6 @@ final class Connection {
         case .http:
             handleHTTP(input, from: 0)
         case .chat, .echo:
-            lastSeen = server.nowMillis
             handleFrames(input, from: 0)
         case .closing:
             if sentClose && wsParser != nil && !isShutdown {

@@ -2,6 +2,7 @@
 struct Metrics {
     var accepted: UInt64 = 0
     var acceptErrors: UInt64 = 0
+    var descriptorLimitHits: UInt64 = 0
     var readErrors: UInt64 = 0
     var writeErrors: UInt64 = 0
     var bytesIn: UInt64 = 0

@@ -37,6 +37,12 @@ public final class Server {
     private var matchTimerDue: UInt64 = .max
 
     private(set) var isDraining = false
+    /// RLIMIT_NOFILE and the descriptors the process holds besides connections. At the limit libuv sheds new
+    /// connections itself (accept, then close, with a reserve descriptor) without telling us, so we count the
+    /// accepts that come close to it.
+    private var descriptorLimit = Int.max
+    private var baseDescriptors = 0
+    private var lastDescriptorWarning: UInt64 = 0
     private var exitCode: Int32 = 0
 
     // Chat state
@@ -97,6 +103,17 @@ public final class Server {
         loop.deallocate()
     }
 
+    /// Many connections need many descriptors: lift the soft limit to the hard one (systemd's LimitNOFILE sets both).
+    static func raiseDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return Int.max }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return limit.rlim_cur > UInt(Int.max) ? Int.max : Int(limit.rlim_cur)
+    }
+
     static func millis(_ seconds: Double) -> UInt64 { UInt64(max(1, (seconds * 1000).rounded())) }
 
     // MARK: - Start and run
@@ -106,6 +123,8 @@ public final class Server {
     public func start() throws {
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         uvc_ignore_sigpipe()
+        descriptorLimit = Server.raiseDescriptorLimit()
+        baseDescriptors = MetricsText.processStats().1
         let inherited = SocketActivation.inheritedDescriptors()
         if inherited.isEmpty {
             try listen(host: config.host, port: config.port)
@@ -291,6 +310,14 @@ public final class Server {
             return
         }
         metrics.accepted &+= 1
+        if openConnections + baseDescriptors + 8 >= descriptorLimit {
+            metrics.descriptorLimitHits &+= 1
+            if nowMillis &- lastDescriptorWarning >= 10_000 || lastDescriptorWarning == 0 {
+                lastDescriptorWarning = nowMillis
+                logger.log(.warn, "near the descriptor limit; new connections may be shed",
+                           ["open": String(openConnections), "limit": String(descriptorLimit)])
+            }
+        }
         _ = uv_tcp_nodelay(conn.tcp, 1)
         var storage = sockaddr_storage()
         var len = Int32(MemoryLayout<sockaddr_storage>.size)
@@ -366,7 +393,8 @@ public final class Server {
                 let quiet = now &- conn.lastSeen
                 if quiet >= 2 * pingIntervalMillis {
                     metrics.idleTimeouts &+= 1
-                    conn.startClosingHandshake(.policyViolation)
+                    // A peer this quiet will hardly answer our close: do not wait long for it.
+                    conn.startClosingHandshake(.policyViolation, waitMillis: min(closeTimeoutMillis, pingIntervalMillis))
                 } else if quiet >= pingIntervalMillis && !conn.pingOutstanding {
                     conn.pingOutstanding = true
                     conn.sendPrebuilt(frames.ping)
