@@ -7,12 +7,11 @@ library would refuse to send (unmasked, reserved bits, invalid UTF-8) goes throu
 import asyncio
 import json
 import signal
-import socket
 import time
 
 import pytest
 
-from wsclient import (BINARY, CLOSE, CONT, PING, PONG, TEXT, Chat, Closed, HTTPConn, RawWS,
+from wsclient import (BINARY, CLOSE, CONT, PING, PONG, TEXT, Chat, HTTPConn, RawWS,
                       close_all, close_payload, get, http_exchange, pair, run, start)
 
 EMOJI = "\U0001F600"  # 4 bytes in UTF-8, a surrogate pair in JSON escapes

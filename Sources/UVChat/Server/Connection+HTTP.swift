@@ -67,7 +67,7 @@ extension Connection {
             upgrade(head, to: .echo)
         case "/healthz":
             let ok = !server.isDraining
-            let body: StaticString = ok ? "ok\n" : "draining\n"
+            let body: StaticString = ok ? "ok" : "draining"
             respond(ok ? .ok : .serviceUnavailable,
                     headers: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
                     body: UnsafeRawBufferPointer(start: body.utf8Start, count: body.utf8CodeUnitCount),
