@@ -81,7 +81,7 @@ struct WebSocketParser {
                 if opcode == WebSocketOpcode.text.rawValue || (opcode == 0 && messageOpcode == WebSocketOpcode.text.rawValue) {
                     if !utf8.validate(UnsafeRawBufferPointer(chunk)) { return fail(.invalidPayload) }
                 }
-                let single = whole && fin && messageOpcode == 0 && message.isEmpty
+                let single = whole && fin && opcode != 0 && message.isEmpty
                 if !single { message.append(contentsOf: UnsafeRawBufferPointer(chunk)) }
                 if remaining == 0, let event = finishFrame(input, start: start, count: take, inPlace: single) { return event }
             }
