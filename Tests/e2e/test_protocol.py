@@ -781,6 +781,7 @@ def test_message_size_limit_is_configurable(server_factory):
 
     def body():
         raw = RawWS(srv.port)
+        assert raw.recv_json() == {"type": "waiting"}
         raw.send_text("{" + " " * 998 + "}")  # 1000 bytes: allowed, then bad_request
         assert raw.recv_json()["code"] == "bad_request"
         raw.send_text("{" + " " * 999 + "}")
@@ -957,15 +958,15 @@ def test_online_count_updates(server_factory):
         for i in range(5):
             others.append(await Chat.joined(srv, name=f"o{i}"))
             await asyncio.sleep(0.06)
-        await obs.silence(1.5)  # collects online frames meanwhile
+        await obs.drain(1.5)  # collects online frames meanwhile
         assert obs.onlines, "no online update was pushed"
         assert obs.onlines[-1][1] == 6, obs.onlines
         for c in others[:3]:
             await c.close()
-        await obs.silence(1.2)
+        await obs.drain(1.2)
         assert obs.onlines[-1][1] == 3, obs.onlines
         seen = len(obs.onlines)
-        await obs.silence(1.2)  # nothing changes: nothing is pushed
+        await obs.drain(1.2)  # nothing changes: nothing is pushed
         assert len(obs.onlines) == seen, obs.onlines
         times = [t for t, _ in obs.onlines]
         gaps = [b - a for a, b in zip(times, times[1:])]
@@ -987,7 +988,7 @@ def test_online_count_unchanged_is_not_pushed(server_factory):
             c = await Chat.joined(srv, name="blip")
             await c.close()
             await asyncio.sleep(0.01)
-        await obs.silence(1.2)
+        await obs.drain(1.2)
         counts = [n for _, n in obs.onlines]
         assert all(x != y for x, y in zip(counts, counts[1:])), counts
         assert not counts or counts[-1] == 1, counts

@@ -125,6 +125,19 @@ class Chat:
             return
         raise AssertionError(f"{self.name}: expected silence, got {msg}")
 
+    async def drain(self, seconds):
+        """Read everything for `seconds`; return the frames other than `online`."""
+        deadline = time.monotonic() + seconds
+        out = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return out
+            try:
+                out.append(await self.recv(left))
+            except asyncio.TimeoutError:
+                return out
+
     async def closed(self, timeout=TIMEOUT):
         """Wait for the server to close; return its close code. Other frames are skipped."""
         deadline = time.monotonic() + timeout
