@@ -402,6 +402,8 @@ def test_churn_no_message_ever_reaches_anyone_but_the_current_partner(server_fac
                 stats.bad(f"agent{s.owner} epoch {nonce}: {accepted} accepted, partner got {got}")
         elif got > s.sent:
             stats.bad(f"agent{s.owner} epoch {nonce}: sent {s.sent}, partner got {got}")
+    print(f"churn: {stats.pairings} pairings, {stats.relayed} messages, {stats.reconnects} reconnects, "
+          f"{checked} pairings checked exactly")
     assert not stats.violations, "\n".join(stats.violations)
     assert stats.pairings >= CHURN_CLIENTS, f"only {stats.pairings} pairings"
     assert stats.relayed >= 2000, f"only {stats.relayed} messages relayed"
