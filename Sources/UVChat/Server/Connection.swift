@@ -43,6 +43,7 @@ final class Connection {
     // Chat
     unowned(unsafe) var partner: Connection? = nil
     var interests: [String] = []
+    var lastOnline: Int32 = -1              // the online count this client was last told
     var bucket = TokenBucket(tokens: 0, at: 0)
 
     // Output: `pending` collects frames during a loop iteration; one write at a time is in flight.

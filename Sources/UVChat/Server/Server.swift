@@ -47,7 +47,6 @@ public final class Server {
 
     // Chat state
     private(set) var chatCount = 0
-    private var lastOnlineSent = -1
     private var perAddress: [ClientAddress: AddressState] = [:]
     private var lastAddressPrune: UInt64 = 0
     let frames: PrebuiltFrames
@@ -411,12 +410,15 @@ public final class Server {
         "STATUS=\(isDraining ? "draining" : "serving"): \(openConnections) connections, \(chatCount) chatting, \(matchmaker.count) waiting, \(metrics.pairsMade) pairs made"
     }
 
+    /// Every chat connection hears the count when it differs from the last count it was told: at most once per
+    /// interval, and never a repeat.
     private func broadcastOnline() {
         notifier.notify(statusLine())
-        guard chatCount != lastOnlineSent else { return }
-        lastOnlineSent = chatCount
-        let frame = frames.online(chatCount)
-        for case let conn? in slots where conn.phase == .chat && !conn.sentClose {
+        var frame: [UInt8] = []
+        let count = Int32(clamping: chatCount)
+        for case let conn? in slots where conn.phase == .chat && !conn.sentClose && conn.lastOnline != count {
+            if frame.isEmpty { frame = frames.online(chatCount) }
+            conn.lastOnline = count
             conn.sendPrebuilt(frame)
         }
     }
@@ -530,6 +532,7 @@ public final class Server {
         perAddress[conn.address, default: AddressState(now: nowMillis, config: config)].openChats += 1
         conn.interests = interests
         conn.bucket = TokenBucket(tokens: config.rateBurst, at: nowMillis)
+        conn.lastOnline = Int32(clamping: chatCount)
         conn.sendPrebuilt(frames.online(chatCount))
         queue(conn)
     }
