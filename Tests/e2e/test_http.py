@@ -6,6 +6,7 @@ headers or hides how a response is framed.
 import email.utils
 import os
 import re
+import time
 
 import pytest
 
@@ -188,14 +189,18 @@ def test_request_head_over_16k_is_431(site):
     _error_then_close(site.port, data, 431)
 
 
+def test_too_many_header_lines_is_431(site):
+    lines = "".join(f"X-H{i}: v\r\n" for i in range(150))
+    _error_then_close(site.port, f"GET / HTTP/1.1\r\nHost: x\r\n{lines}\r\n", 431)
+
+
 def test_request_target_over_limit_is_414(site):
     _error_then_close(site.port, get("/" + "a" * (9 * 1024)), 414)
 
 
 def test_healthz(site):
-    # PROTOCOL.md says body `ok`; a trailing newline is tolerated.
     r = http_exchange(site.port, get("/healthz"))
-    assert r.status == 200 and r.body.rstrip(b"\n") == b"ok"
+    assert r.status == 200 and r.body == b"ok"  # exactly, as PROTOCOL.md says
 
 
 METRIC_LINE = re.compile(
@@ -312,3 +317,33 @@ def test_handshake_with_version_12_is_426(site):
                                                                "Sec-WebSocket-Version: 12"]))
     assert r.status == 426
     assert r.header("sec-websocket-version") == "13"
+
+
+def test_unfinished_request_head_times_out(server_factory, tmp_path):
+    srv = start(server_factory, "--handshake-timeout", "0.5", www=str(tmp_path))
+    c = HTTPConn(srv.port)
+    try:
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        t0 = time.monotonic()
+        try:
+            r = c.read_response(timeout=4)
+            assert r.status == 408, r
+            assert c.closed_by_server(2)
+        except EOFError:
+            pass  # closed without a response is acceptable too
+        assert time.monotonic() - t0 < 3
+    finally:
+        c.close()
+
+
+def test_idle_keep_alive_connection_is_closed(server_factory, tmp_path):
+    srv = start(server_factory, "--keep-alive-timeout", "0.5", www=str(tmp_path))
+    c = HTTPConn(srv.port)
+    try:
+        c.send(get("/healthz"))
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        assert c.closed_by_server(4)
+        assert time.monotonic() - t0 >= 0.3
+    finally:
+        c.close()

@@ -56,6 +56,7 @@ public final class Server {
     public private(set) var boundPorts: [Int] = []
 
     static let httpPipelineHighWater = 256 * 1024
+    static let drainHTTPGraceMillis: UInt64 = 1000
     static let securityHeaders: [(String, String)] = [
         ("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
         ("Referrer-Policy", "no-referrer"),
@@ -469,7 +470,8 @@ public final class Server {
         for case let conn? in slots where !conn.isClosed {
             switch conn.phase {
             case .http:
-                if !conn.headInProgress && conn.outstandingBytes == 0 { conn.closeNow() }
+                // An idle keep-alive connection may still ask /healthz (and hear 503) for a moment.
+                if !conn.headInProgress { conn.httpDeadline = min(conn.httpDeadline, nowMillis + Server.drainHTTPGraceMillis) }
             case .chat, .echo:
                 conn.startClosingHandshake(.goingAway)
             case .closing:
