@@ -55,9 +55,12 @@ $(VENV)/.installed: Tests/requirements.txt
 deps:
 	@pkg-config --exists libuv 2>/dev/null || { echo "installing libuv1-dev"; $(SUDO) apt-get update -qq && $(APT) libuv1-dev pkg-config; }
 
-## test-deps: also Chromium and its driver for the browser tests
+## test-deps: also the tools the tests drive: Chromium and its driver, nginx, promtool, systemd's tools, openssl
+TEST_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx-light promtool:prometheus \
+	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl
 test-deps: deps
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(APT) chromium chromium-driver; }
+	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(APT) $$missing; fi
 
 ## fuzz: each libFuzzer target for FUZZ_SECONDS seconds
 fuzz:

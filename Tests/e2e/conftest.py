@@ -9,8 +9,31 @@ import time
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BINARY = os.environ.get("UVCHATD", os.path.join(ROOT, ".build", "debug", "uvchatd"))
+BINARY = os.path.abspath(os.environ.get("UVCHATD", os.path.join(ROOT, ".build", "debug", "uvchatd")))
 WWW = os.path.join(ROOT, "www")
+
+
+def listening_port(pid):
+    """The TCP port a process listens on, from its socket inodes and /proc/net/tcp{,6}."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                m = re.match(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+            if m:
+                inodes.add(m.group(1))
+    except FileNotFoundError:
+        return None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in inodes:
+                    return int(parts[1].split(":")[1], 16)
+    return None
 
 
 class Server:
@@ -28,18 +51,22 @@ class Server:
         cmd = [BINARY, "--host", "127.0.0.1", "--port", str(port), "--www", self.www] + self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env=self.env, text=True)
+        # Keep reading stderr so that a chatty server never blocks on a full pipe.
+        threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.time() + 15
         while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.log.append(line)
-            m = re.search(r"msg=listening .*port=(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                # Keep reading stderr so that a chatty server never blocks on a full pipe.
-                threading.Thread(target=self._pump, daemon=True).start()
+            for line in list(self.log):
+                m = re.search(r"msg=listening .*port=(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    return self
+            # With --log-level above info there is no listening line: find the socket in /proc instead.
+            self.port = listening_port(self.proc.pid)
+            if self.port:
                 return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
         self.proc.kill()
         raise RuntimeError("uvchatd did not start: " + "".join(self.log))
 
