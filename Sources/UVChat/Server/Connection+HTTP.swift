@@ -72,6 +72,14 @@ extension Connection {
                     headers: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
                     body: UnsafeRawBufferPointer(start: body.utf8Start, count: body.utf8CodeUnitCount),
                     isHead: isHead, keepAlive: keepAlive)
+        case "/online":
+            // The start page shows the count before the person joins (joining /ws would queue them at once).
+            var bytes: [UInt8] = []
+            ChatEventEncoder.online(count: server.chatCount, into: &bytes)
+            bytes.withUnsafeBytes { body in
+                respond(.ok, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+                        body: body, isHead: isHead, keepAlive: keepAlive)
+            }
         case "/metrics":
             let text = server.metricsText()
             var bytes = Array(text.utf8)

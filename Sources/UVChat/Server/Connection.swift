@@ -16,7 +16,8 @@ final class Connection {
         case closing
     }
 
-    unowned let server: Server
+    // The server outlives every connection (connections live inside its loop), so no reference counting here.
+    unowned(unsafe) let server: Server
     let id: PeerID
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     var stream: UnsafeMutablePointer<uv_stream_t> { uvc_tcp_as_stream(tcp) }
