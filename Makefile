@@ -57,7 +57,7 @@ deps:
 
 ## test-deps: also the tools the tests drive: Chromium and its driver, nginx, promtool, systemd's tools, openssl
 TEST_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx-light promtool:prometheus \
-	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl
+	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl groff:groff-base setpriv:util-linux
 test-deps: deps
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(APT) $$missing; fi

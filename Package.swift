@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "uvchatd", targets: ["uvchatd"]),
+        .executable(name: "uvchat-bench", targets: ["uvchat-bench"]),
         .library(name: "UVChat", targets: ["UVChat"]),
     ],
     dependencies: [
@@ -31,6 +32,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/uvchatd"
+        ),
+        .executableTarget(
+            name: "uvchat-bench",
+            dependencies: ["CLibUV"],
+            path: "Sources/uvchat-bench"
         ),
         .testTarget(
             name: "UVChatTests",

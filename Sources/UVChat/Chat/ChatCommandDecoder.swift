@@ -1,382 +1,380 @@
-/// A command from a client.
-enum ChatCommand: Equatable {
-    /// `text` is the byte range of the JSON string literal's contents (between the quotes, still escaped). It has
-    /// been fully validated, so the server relays it by copying these bytes: one parse, one write, no String.
-    case message(text: Range<Int>, scalars: Int)
-    case typing(Bool)
-    case next
-    case stop
-}
-
-enum ChatErrorCode: Equatable, Error {
-    case badRequest, notPaired, tooLong, rateLimited
-
-    var wireName: StaticString {
-        switch self {
-        case .badRequest: "bad_request"
-        case .notPaired: "not_paired"
-        case .tooLong: "too_long"
-        case .rateLimited: "rate_limited"
-        }
-    }
-
-    var defaultMessage: StaticString {
-        switch self {
-        case .badRequest: "The command was not understood."
-        case .notPaired: "You are not chatting with anyone right now."
-        case .tooLong: "That message is too long."
-        case .rateLimited: "You are sending messages too fast. Wait a moment."
-        }
-    }
-}
-
-/// Strict RFC 8259 decoding of one command object, scanning bytes without allocating.
+/// Strict RFC 8259 decoding of one command object (PROTOCOL.md, "Client to server").
+///
+/// It scans the bytes in place and allocates nothing: it runs once per chat message, and the text it accepts is
+/// relayed as the very bytes it checked. The input is one whole text message that the WebSocket layer has already
+/// validated as UTF-8, so raw multi-byte sequences need no second check here.
+///
+/// Choices the protocol leaves open: a lone surrogate escape is refused in every string, not only in `text` (such a
+/// string has no Unicode meaning, RFC 7493 2.1); command names are compared after unescaping, like keys.
 enum ChatCommandDecoder {
+    /// Containers nested deeper than this are refused; the command object itself is level 1.
     static let maxDepth = 32
 
-    fileprivate enum Kind { case none, message, typing, next, stop, unknown }
-
     static func decode(_ input: UnsafeRawBufferPointer, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
-        var s = Scanner(input)
-        s.skipSpace()
-        guard s.take(UInt8(ascii: "{")) else { return .failure(.badRequest) }
-        var kind = Kind.none
-        var typeIsString = false
-        var typeSeen = false
-        // Last value of each field we care about (duplicates: the last one wins).
-        var text: Range<Int>? = nil
-        var textScalars = 0
-        var textSeen = false
-        var textError: ChatErrorCode? = nil
-        var active: Bool? = nil
-        var activeSeen = false
+        var scanner = Scanner(input)
+        if let result = scanner.fastMessage(maxScalars: maxScalars) { return result }
+        scanner.position = 0
+        return scanner.command(maxScalars: maxScalars)
+    }
 
-        s.skipSpace()
-        if !s.take(UInt8(ascii: "}")) {
+    /// What the common message looks like byte for byte (browsers send JSON.stringify output, keys in this order).
+    fileprivate static let messagePrefix: StaticString = #"{"type":"message","text":""#
+}
+
+private enum CommandKind { case message, typing, next, stop, unknown }
+
+/// The last value seen for each field the decoder reads (duplicate keys: the last one wins).
+private enum TypeField { case missing, notString, kind(CommandKind) }
+private enum TextField { case missing, notString, string(Range<Int>, scalars: Int) }
+private enum ActiveField { case missing, notBoolean, value(Bool) }
+
+/// A scanned string literal.
+private struct StringToken {
+    var contents: Range<Int>
+    var scalars: Int
+    var escaped: Bool
+}
+
+private enum Byte {
+    static let quote = UInt8(ascii: "\"")
+    static let backslash = UInt8(ascii: "\\")
+    static let colon = UInt8(ascii: ":")
+    static let comma = UInt8(ascii: ",")
+    static let openBrace = UInt8(ascii: "{")
+    static let closeBrace = UInt8(ascii: "}")
+    static let openBracket = UInt8(ascii: "[")
+    static let closeBracket = UInt8(ascii: "]")
+    static let minus = UInt8(ascii: "-")
+    static let plus = UInt8(ascii: "+")
+    static let dot = UInt8(ascii: ".")
+    static let zero = UInt8(ascii: "0")
+    static let nine = UInt8(ascii: "9")
+}
+
+private struct Scanner {
+    let p: UnsafeRawBufferPointer
+    let count: Int
+    var position = 0
+
+    init(_ p: UnsafeRawBufferPointer) {
+        self.p = p
+        self.count = p.count
+    }
+
+    // MARK: - The command object
+
+    /// `{"type":"message","text":"..."}` exactly, with nothing around it: no key lookups, one pass over the text.
+    /// nil sends anything else (or anything wrong) to the general path, which gives the verdict.
+    mutating func fastMessage(maxScalars: Int) -> Result<ChatCommand, ChatErrorCode>? {
+        let prefix = ChatCommandDecoder.messagePrefix
+        let k = prefix.utf8CodeUnitCount
+        guard count >= k + 2 else { return nil }
+        let bytes = prefix.utf8Start
+        for j in 0..<k where p[j] != bytes[j] { return nil }
+        position = k - 1
+        guard let text = string(), position + 1 == count, p[position] == Byte.closeBrace else { return nil }
+        return Scanner.message(.string(text.contents, scalars: text.scalars), maxScalars: maxScalars)
+    }
+
+    mutating func command(maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
+        var type = TypeField.missing
+        var text = TextField.missing
+        var active = ActiveField.missing
+        skipSpace()
+        guard take(Byte.openBrace) else { return .failure(.badRequest) }
+        skipSpace()
+        if !take(Byte.closeBrace) {
             while true {
-                s.skipSpace()
-                guard let key = s.string(maxScalars: Int.max) else { return .failure(.badRequest) }
-                s.skipSpace()
-                guard s.take(UInt8(ascii: ":")) else { return .failure(.badRequest) }
-                s.skipSpace()
-                switch s.keyName(key.range) {
-                case .type:
-                    typeSeen = true
-                    if s.peek == UInt8(ascii: "\"") {
-                        guard let v = s.string(maxScalars: 16) else {
-                            // A valid string that is long is just an unknown type; an invalid one is a bad request.
-                            guard s.skipValue(depth: 0) else { return .failure(.badRequest) }
-                            typeIsString = true
-                            kind = .unknown
-                            break
-                        }
-                        typeIsString = true
-                        kind = s.commandKind(v.range, escaped: v.escaped)
+                skipSpace()
+                guard let key = string() else { return .failure(.badRequest) }
+                skipSpace()
+                guard take(Byte.colon) else { return .failure(.badRequest) }
+                skipSpace()
+                if equals(key, "type") {
+                    if peek == Byte.quote {
+                        guard let value = string() else { return .failure(.badRequest) }
+                        type = .kind(kind(of: value))
                     } else {
-                        guard s.skipValue(depth: 0) else { return .failure(.badRequest) }
-                        typeIsString = false
+                        guard skipValue(depth: 1) else { return .failure(.badRequest) }
+                        type = .notString
                     }
-                case .text:
-                    textSeen = true
-                    if s.peek == UInt8(ascii: "\"") {
-                        let start = s.position
-                        switch s.stringCountingScalars(limit: maxScalars) {
-                        case .invalid: return .failure(.badRequest)
-                        case .tooLong(let end):
-                            _ = end
-                            text = nil
-                            textError = .tooLong
-                        case .ok(let range, let scalars):
-                            _ = start
-                            text = range
-                            textScalars = scalars
-                            textError = scalars == 0 ? .badRequest : nil
-                        }
+                } else if equals(key, "text") {
+                    if peek == Byte.quote {
+                        guard let value = string() else { return .failure(.badRequest) }
+                        text = .string(value.contents, scalars: value.scalars)
                     } else {
-                        guard s.skipValue(depth: 0) else { return .failure(.badRequest) }
-                        text = nil
-                        textError = .badRequest
+                        guard skipValue(depth: 1) else { return .failure(.badRequest) }
+                        text = .notString
                     }
-                case .active:
-                    activeSeen = true
-                    if s.takeLiteral("true") {
-                        active = true
-                    } else if s.takeLiteral("false") {
-                        active = false
+                } else if equals(key, "active") {
+                    if takeLiteral("true") {
+                        active = .value(true)
+                    } else if takeLiteral("false") {
+                        active = .value(false)
                     } else {
-                        guard s.skipValue(depth: 0) else { return .failure(.badRequest) }
-                        active = nil
+                        guard skipValue(depth: 1) else { return .failure(.badRequest) }
+                        active = .notBoolean
                     }
-                case .other:
-                    guard s.skipValue(depth: 0) else { return .failure(.badRequest) }
+                } else {
+                    guard skipValue(depth: 1) else { return .failure(.badRequest) }
                 }
-                s.skipSpace()
-                if s.take(UInt8(ascii: ",")) { continue }
-                if s.take(UInt8(ascii: "}")) { break }
+                skipSpace()
+                if take(Byte.comma) { continue }
+                if take(Byte.closeBrace) { break }
                 return .failure(.badRequest)
             }
         }
-        s.skipSpace()
-        guard s.atEnd else { return .failure(.badRequest) }
-        guard typeSeen && typeIsString else { return .failure(.badRequest) }
+        skipSpace()
+        guard position == count else { return .failure(.badRequest) }
+
+        guard case .kind(let kind) = type else { return .failure(.badRequest) }
         switch kind {
         case .message:
-            guard textSeen else { return .failure(.badRequest) }
-            if let textError { return .failure(textError) }
-            guard let text else { return .failure(.badRequest) }
-            return .success(.message(text: text, scalars: textScalars))
+            return Scanner.message(text, maxScalars: maxScalars)
         case .typing:
-            guard activeSeen, let active else { return .failure(.badRequest) }
-            return .success(.typing(active))
-        case .next: return .success(.next)
-        case .stop: return .success(.stop)
-        case .none, .unknown: return .failure(.badRequest)
+            guard case .value(let on) = active else { return .failure(.badRequest) }
+            return .success(.typing(on))
+        case .next:
+            return .success(.next)
+        case .stop:
+            return .success(.stop)
+        case .unknown:
+            return .failure(.badRequest)
         }
     }
 
-    fileprivate enum Key { case type, text, active, other }
-
-    fileprivate enum StringResult {
-        case invalid
-        case tooLong(end: Int)
-        case ok(Range<Int>, scalars: Int)
+    private static func message(_ text: TextField, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
+        guard case .string(let range, let scalars) = text, scalars > 0 else { return .failure(.badRequest) }
+        guard scalars <= maxScalars else { return .failure(.tooLong) }
+        return .success(.message(text: range, scalars: scalars))
     }
 
-    fileprivate struct Scanner {
-        let p: UnsafeRawBufferPointer
-        var position = 0
+    private func kind(of value: StringToken) -> CommandKind {
+        if equals(value, "message") { return .message }
+        if equals(value, "typing") { return .typing }
+        if equals(value, "next") { return .next }
+        if equals(value, "stop") { return .stop }
+        return .unknown
+    }
 
-        init(_ p: UnsafeRawBufferPointer) { self.p = p }
+    // MARK: - Tokens
 
-        var atEnd: Bool { position >= p.count }
-        var peek: UInt8 { position < p.count ? p[position] : 0 }
+    var peek: UInt8 { position < count ? p[position] : 0 }
 
-        mutating func skipSpace() {
-            while position < p.count {
-                switch p[position] {
-                case 0x20, 0x09, 0x0A, 0x0D: position += 1
-                default: return
-                }
-            }
-        }
-
-        mutating func take(_ b: UInt8) -> Bool {
-            if position < p.count && p[position] == b {
-                position += 1
-                return true
-            }
-            return false
-        }
-
-        mutating func takeLiteral(_ literal: StaticString) -> Bool {
-            let n = literal.utf8CodeUnitCount
-            guard position + n <= p.count else { return false }
-            let lit = literal.utf8Start
-            for i in 0..<n where p[position + i] != lit[i] { return false }
-            position += n
-            return true
-        }
-
-        /// A string whose contents are checked; returns the content range and whether it holds escapes.
-        mutating func string(maxScalars: Int) -> (range: Range<Int>, escaped: Bool)? {
-            let before = position
-            switch stringCountingScalars(limit: maxScalars) {
-            case .ok(let r, _):
-                var escaped = false
-                for i in r where p[i] == UInt8(ascii: "\\") { escaped = true; break }
-                return (r, escaped)
-            case .tooLong:
-                position = before
-                return nil
-            case .invalid:
-                position = before
-                return nil
-            }
-        }
-
-        /// Scans a string literal at `position`: escapes must be valid, no raw control characters, no lone
-        /// surrogate escapes. Counts Unicode scalars after unescaping; stops counting past `limit`.
-        mutating func stringCountingScalars(limit: Int) -> StringResult {
-            guard take(UInt8(ascii: "\"")) else { return .invalid }
-            let start = position
-            var scalars = 0
-            while position < p.count {
-                let b = p[position]
-                if b == UInt8(ascii: "\"") {
-                    let range = start..<position
-                    position += 1
-                    return scalars > limit ? .tooLong(end: position) : .ok(range, scalars: scalars)
-                }
-                if b < 0x20 { return .invalid }
-                if b == UInt8(ascii: "\\") {
-                    position += 1
-                    guard position < p.count else { return .invalid }
-                    switch p[position] {
-                    case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
-                         UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                        position += 1
-                    case UInt8(ascii: "u"):
-                        position += 1
-                        guard let unit = hex4() else { return .invalid }
-                        if unit >= 0xD800 && unit <= 0xDBFF {
-                            // A high surrogate must be followed by an escaped low surrogate.
-                            guard position + 1 < p.count, p[position] == UInt8(ascii: "\\"), p[position + 1] == UInt8(ascii: "u") else {
-                                return .invalid
-                            }
-                            position += 2
-                            guard let low = hex4(), low >= 0xDC00 && low <= 0xDFFF else { return .invalid }
-                        } else if unit >= 0xDC00 && unit <= 0xDFFF {
-                            return .invalid
-                        }
-                    default:
-                        return .invalid
-                    }
-                    scalars += 1
-                    continue
-                }
-                // A raw UTF-8 sequence (already validated by the WebSocket layer): count lead bytes only.
-                if b & 0xC0 != 0x80 { scalars += 1 }
-                position += 1
-            }
-            return .invalid
-        }
-
-        private mutating func hex4() -> UInt32? {
-            guard position + 4 <= p.count else { return nil }
-            var v: UInt32 = 0
-            for _ in 0..<4 {
-                let c = p[position]
-                let d: UInt8
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): d = c - UInt8(ascii: "0")
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
-                default: return nil
-                }
-                v = v << 4 | UInt32(d)
-                position += 1
-            }
-            return v
-        }
-
-        /// Skips any JSON value, checking its grammar.
-        mutating func skipValue(depth: Int) -> Bool {
-            guard depth < ChatCommandDecoder.maxDepth else { return false }
-            skipSpace()
-            guard position < p.count else { return false }
+    mutating func skipSpace() {
+        while position < count {
             switch p[position] {
-            case UInt8(ascii: "\""):
-                if case .invalid = stringCountingScalars(limit: Int.max) { return false }
-                return true
-            case UInt8(ascii: "{"):
-                position += 1
-                skipSpace()
-                if take(UInt8(ascii: "}")) { return true }
-                while true {
-                    skipSpace()
-                    guard peek == UInt8(ascii: "\"") else { return false }
-                    if case .invalid = stringCountingScalars(limit: Int.max) { return false }
-                    skipSpace()
-                    guard take(UInt8(ascii: ":")) else { return false }
-                    guard skipValue(depth: depth + 1) else { return false }
-                    skipSpace()
-                    if take(UInt8(ascii: ",")) { continue }
-                    return take(UInt8(ascii: "}"))
-                }
-            case UInt8(ascii: "["):
-                position += 1
-                skipSpace()
-                if take(UInt8(ascii: "]")) { return true }
-                while true {
-                    guard skipValue(depth: depth + 1) else { return false }
-                    skipSpace()
-                    if take(UInt8(ascii: ",")) { continue }
-                    return take(UInt8(ascii: "]"))
-                }
-            case UInt8(ascii: "t"): return takeLiteral("true")
-            case UInt8(ascii: "f"): return takeLiteral("false")
-            case UInt8(ascii: "n"): return takeLiteral("null")
-            default: return number()
+            case 0x20, 0x09, 0x0A, 0x0D: position += 1
+            default: return
             }
         }
+    }
 
-        /// RFC 8259 number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-        private mutating func number() -> Bool {
-            _ = take(UInt8(ascii: "-"))
-            guard position < p.count else { return false }
-            if p[position] == UInt8(ascii: "0") {
+    mutating func take(_ b: UInt8) -> Bool {
+        guard position < count, p[position] == b else { return false }
+        position += 1
+        return true
+    }
+
+    mutating func takeLiteral(_ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard count - position >= n else { return false }
+        let bytes = literal.utf8Start
+        for j in 0..<n where p[position + j] != bytes[j] { return false }
+        position += n
+        return true
+    }
+
+    /// A string literal at `position`, fully checked: legal escapes only, no raw control characters, surrogate
+    /// escapes only as high-low pairs. Counts the Unicode scalars it stands for; nil when it is not valid.
+    mutating func string() -> StringToken? {
+        guard take(Byte.quote) else { return nil }
+        let start = position
+        var scalars = 0
+        var escaped = false
+        while position < count {
+            let b = p[position]
+            if b == Byte.quote {
+                let contents = start..<position
                 position += 1
-            } else if isDigit(p[position]) {
-                while position < p.count && isDigit(p[position]) { position += 1 }
-            } else {
-                return false
+                return StringToken(contents: contents, scalars: scalars, escaped: escaped)
             }
-            if take(UInt8(ascii: ".")) {
-                guard position < p.count && isDigit(p[position]) else { return false }
-                while position < p.count && isDigit(p[position]) { position += 1 }
+            if b == Byte.backslash {
+                escaped = true
+                guard position + 1 < count else { return nil }
+                switch p[position + 1] {
+                case Byte.quote, Byte.backslash, UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                     UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    position += 2
+                case UInt8(ascii: "u"):
+                    guard let unit = hex4(at: position + 2) else { return nil }
+                    position += 6
+                    if unit >= 0xD800 && unit <= 0xDBFF {
+                        guard position + 1 < count, p[position] == Byte.backslash, p[position + 1] == UInt8(ascii: "u"),
+                              let low = hex4(at: position + 2), low >= 0xDC00 && low <= 0xDFFF else { return nil }
+                        position += 6
+                    } else if unit >= 0xDC00 && unit <= 0xDFFF {
+                        return nil
+                    }
+                default:
+                    return nil
+                }
+                scalars += 1
+                continue
             }
-            if position < p.count && (p[position] == UInt8(ascii: "e") || p[position] == UInt8(ascii: "E")) {
-                position += 1
-                if !take(UInt8(ascii: "+")) { _ = take(UInt8(ascii: "-")) }
-                guard position < p.count && isDigit(p[position]) else { return false }
-                while position < p.count && isDigit(p[position]) { position += 1 }
+            if b < 0x20 { return nil }
+            // Valid UTF-8: every byte that is not a continuation byte starts a scalar.
+            if b & 0xC0 != 0x80 { scalars += 1 }
+            position += 1
+        }
+        return nil
+    }
+
+    private func hex4(at k: Int) -> UInt32? {
+        guard k + 4 <= count else { return nil }
+        var v: UInt32 = 0
+        for j in k..<(k + 4) {
+            let c = p[j]
+            let d: UInt8
+            switch c {
+            case Byte.zero...Byte.nine: d = c - Byte.zero
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = c - UInt8(ascii: "A") + 10
+            default: return nil
             }
+            v = v << 4 | UInt32(d)
+        }
+        return v
+    }
+
+    /// Does the literal, once unescaped, equal the ASCII `name`? The literal has been validated by `string()`.
+    func equals(_ token: StringToken, _ name: StaticString) -> Bool {
+        let n = name.utf8CodeUnitCount
+        let bytes = name.utf8Start
+        let range = token.contents
+        if !token.escaped {
+            guard range.count == n else { return false }
+            for j in 0..<n where p[range.lowerBound + j] != bytes[j] { return false }
             return true
         }
-
-        private func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
-
-        /// Compares a key's contents (escapes decoded) with the three names the decoder cares about.
-        func keyName(_ range: Range<Int>) -> Key {
-            if matches(range, "type") { return .type }
-            if matches(range, "text") { return .text }
-            if matches(range, "active") { return .active }
-            return .other
-        }
-
-        func commandKind(_ range: Range<Int>, escaped: Bool) -> Kind {
-            if matches(range, "message") { return .message }
-            if matches(range, "typing") { return .typing }
-            if matches(range, "next") { return .next }
-            if matches(range, "stop") { return .stop }
-            return .unknown
-        }
-
-        /// Does the string literal contents in `range`, once unescaped, equal the ASCII `name`?
-        func matches(_ range: Range<Int>, _ name: StaticString) -> Bool {
-            let n = name.utf8CodeUnitCount
-            let lit = name.utf8Start
-            var i = range.lowerBound
-            var k = 0
-            while i < range.upperBound {
-                guard k < n else { return false }
-                var c = UInt32(p[i])
-                if c == UInt32(UInt8(ascii: "\\")) {
-                    let e = p[i + 1]
-                    switch e {
-                    case UInt8(ascii: "u"):
-                        var v: UInt32 = 0
-                        for j in 0..<4 {
-                            let h = p[i + 2 + j]
-                            let d: UInt32 = h <= UInt8(ascii: "9") ? UInt32(h - UInt8(ascii: "0"))
-                                : (h <= UInt8(ascii: "F") ? UInt32(h - UInt8(ascii: "A") + 10) : UInt32(h - UInt8(ascii: "a") + 10))
-                            v = v << 4 | d
-                        }
-                        c = v
-                        i += 6
-                    case UInt8(ascii: "/"): c = 0x2F; i += 2
-                    case UInt8(ascii: "\\"): c = 0x5C; i += 2
-                    case UInt8(ascii: "\""): c = 0x22; i += 2
-                    default: return false   // \b \f \n \r \t never occur in our names
-                    }
-                } else {
-                    i += 1
+        var k = range.lowerBound
+        var j = 0
+        while k < range.upperBound {
+            guard j < n else { return false }
+            let c: UInt32
+            if p[k] == Byte.backslash {
+                let e = p[k + 1]
+                switch e {
+                case UInt8(ascii: "u"):
+                    // A surrogate pair yields its high half here, which never equals an ASCII name byte.
+                    c = hex4(at: k + 2) ?? 0xFFFF_FFFF
+                    k += 6
+                case UInt8(ascii: "b"): c = 0x08; k += 2
+                case UInt8(ascii: "f"): c = 0x0C; k += 2
+                case UInt8(ascii: "n"): c = 0x0A; k += 2
+                case UInt8(ascii: "r"): c = 0x0D; k += 2
+                case UInt8(ascii: "t"): c = 0x09; k += 2
+                default: c = UInt32(e); k += 2
                 }
-                if c != UInt32(lit[k]) { return false }
+            } else {
+                c = UInt32(p[k])
                 k += 1
             }
-            return k == n
+            guard c == UInt32(bytes[j]) else { return false }
+            j += 1
+        }
+        return j == n
+    }
+
+    // MARK: - Values the decoder does not read
+
+    /// Skips one JSON value of any kind, checking its grammar. `depth` is the nesting level of the container the value
+    /// sits in. Iterative, with the open containers kept as bits, so hostile nesting costs no stack and no memory.
+    mutating func skipValue(depth: Int) -> Bool {
+        var objects: UInt64 = 0   // bit 0 is the innermost open container: 1 for an object, 0 for an array
+        var level = 0
+        value: while true {
+            skipSpace()
+            guard position < count else { return false }
+            switch p[position] {
+            case Byte.openBrace, Byte.openBracket:
+                let isObject = p[position] == Byte.openBrace
+                level += 1
+                guard depth + level <= ChatCommandDecoder.maxDepth else { return false }
+                objects = objects << 1 | (isObject ? 1 : 0)
+                position += 1
+                skipSpace()
+                if take(isObject ? Byte.closeBrace : Byte.closeBracket) {
+                    level -= 1
+                    objects >>= 1
+                } else {
+                    if isObject { guard memberKey() else { return false } }
+                    continue value
+                }
+            case Byte.quote:
+                guard string() != nil else { return false }
+            case UInt8(ascii: "t"):
+                guard takeLiteral("true") else { return false }
+            case UInt8(ascii: "f"):
+                guard takeLiteral("false") else { return false }
+            case UInt8(ascii: "n"):
+                guard takeLiteral("null") else { return false }
+            default:
+                guard number() else { return false }
+            }
+            // A value is complete: close containers until one takes a next element.
+            while level > 0 {
+                skipSpace()
+                let inObject = objects & 1 == 1
+                if take(Byte.comma) {
+                    if inObject {
+                        skipSpace()
+                        guard memberKey() else { return false }
+                    }
+                    continue value
+                }
+                guard take(inObject ? Byte.closeBrace : Byte.closeBracket) else { return false }
+                level -= 1
+                objects >>= 1
+            }
+            return true
         }
     }
-}
 
+    /// `"key" :` inside an object being skipped.
+    private mutating func memberKey() -> Bool {
+        guard string() != nil else { return false }
+        skipSpace()
+        return take(Byte.colon)
+    }
+
+    /// RFC 8259 section 6: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`. A leading zero followed by a
+    /// digit is caught by the caller, which then finds a digit where a separator must be.
+    private mutating func number() -> Bool {
+        _ = take(Byte.minus)
+        guard position < count else { return false }
+        if p[position] == Byte.zero {
+            position += 1
+        } else if isDigit(p[position]) {
+            skipDigits()
+        } else {
+            return false
+        }
+        if take(Byte.dot) {
+            guard position < count, isDigit(p[position]) else { return false }
+            skipDigits()
+        }
+        if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
+            if !take(Byte.plus) { _ = take(Byte.minus) }
+            guard position < count, isDigit(p[position]) else { return false }
+            skipDigits()
+        }
+        return true
+    }
+
+    private mutating func skipDigits() {
+        while position < count && isDigit(p[position]) { position += 1 }
+    }
+
+    private func isDigit(_ b: UInt8) -> Bool { b >= Byte.zero && b <= Byte.nine }
+}

@@ -1,4 +1,5 @@
-/// The server's events as JSON text payloads (the caller adds the WebSocket frame header).
+/// The server's events (PROTOCOL.md, "Server to client") as JSON text payloads. Each call appends the payload only;
+/// the caller writes the WebSocket frame header in front of it.
 enum ChatEventEncoder {
     static func online(count: Int, into out: inout [UInt8]) {
         append(#"{"type":"online","count":"#, to: &out)
@@ -12,8 +13,10 @@ enum ChatEventEncoder {
 
     static func paired(common: [String], random: Bool, into out: inout [UInt8]) {
         append(#"{"type":"paired","common":["#, to: &out)
-        for (i, tag) in common.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
+        var first = true
+        for tag in common {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
             appendJSONString(tag, into: &out)
         }
         append(random ? #"],"random":true}"# : #"],"random":false}"#, to: &out)
@@ -30,15 +33,16 @@ enum ChatEventEncoder {
     static func error(_ code: ChatErrorCode, message: StaticString, into out: inout [UInt8]) {
         append(#"{"type":"error","code":""#, to: &out)
         append(code.wireName, to: &out)
-        append(#"","message":"#, to: &out)
-        appendJSONString(message.description, into: &out)
-        out.append(UInt8(ascii: "}"))
+        append(#"","message":""#, to: &out)
+        appendEscaped(UnsafeRawBufferPointer(start: message.utf8Start, count: message.utf8CodeUnitCount), into: &out)
+        append(#""}"#, to: &out)
     }
 
     private static let messagePrefix: StaticString = #"{"type":"message","text":""#
     private static let messageSuffix: StaticString = #""}"#
 
-    /// `escapedText` is a validated JSON string literal's contents, copied as they are.
+    /// `escapedText` is the contents of a string literal that `ChatCommandDecoder` accepted, copied as they are:
+    /// the partner gets the text exactly as it was sent, escapes included.
     @inline(__always)
     static func message(escapedText: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         append(messagePrefix, to: &out)
@@ -46,28 +50,40 @@ enum ChatEventEncoder {
         append(messageSuffix, to: &out)
     }
 
+    /// The payload length of `message(escapedText:into:)`, so that the frame header can be written before the payload.
     @inline(__always)
     static func messagePayloadLength(escapedTextCount: Int) -> Int {
         messagePrefix.utf8CodeUnitCount + escapedTextCount + messageSuffix.utf8CodeUnitCount
     }
 
+    /// A JSON string literal, quotes included: `"` and `\` escaped, control characters as `\u00XX`, the rest as UTF-8.
     static func appendJSONString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
+        var s = s
+        s.withUTF8 { appendEscaped(UnsafeRawBufferPointer($0), into: &out) }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
+
+    private static func appendEscaped(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        for b in bytes {
             switch b {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(b)
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
-            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out.append(UInt8(ascii: "\\"))
+                out.append(b)
             case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                        hex[Int(b >> 4)], hex[Int(b & 0xF)]])
-            default: out.append(b)
+                let hex = hexDigits.utf8Start
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "u"))
+                out.append(UInt8(ascii: "0"))
+                out.append(UInt8(ascii: "0"))
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0x0F)])
+            default:
+                out.append(b)
             }
         }
-        out.append(UInt8(ascii: "\""))
     }
 
     @inline(__always)
@@ -75,13 +91,16 @@ enum ChatEventEncoder {
         out.append(contentsOf: UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
+    /// Decimal digits without a String; the magnitude is taken as UInt so that Int.min works too.
     private static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
-        if n < 0 {
-            out.append(UInt8(ascii: "-"))
-            appendDecimal(-n, to: &out)
-            return
+        if n < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = n.magnitude
+        var divisor: UInt = 1
+        while magnitude / divisor >= 10 { divisor *= 10 }
+        while divisor > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(magnitude / divisor))
+            magnitude %= divisor
+            divisor /= 10
         }
-        if n >= 10 { appendDecimal(n / 10, to: &out) }
-        out.append(UInt8(ascii: "0") + UInt8(n % 10))
     }
 }

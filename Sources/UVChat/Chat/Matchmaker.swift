@@ -1,41 +1,35 @@
-/// A client's identity in the matchmaker (the server uses its connection slot number).
-struct PeerID: Hashable, Sendable {
-    let rawValue: UInt32
-}
-
-/// A match: `a` waited longer, `b` is the newcomer (or the client whose interest wait ran out).
-struct Pairing: Equatable {
-    let a: PeerID
-    let b: PeerID
-    let common: [String]
-    let random: Bool
-}
-
-/// The pairing queue: first in, first out, with interests. Sans-IO: the caller passes the time in and arms a
-/// single timer at `nextDeadline`.
+/// The pairing queue (PROTOCOL.md, "Pairing"): first in, first out, with interests and an interest timeout.
 ///
-/// Every waiting client is linked into intrusive doubly linked lists: one per interest tag (oldest first), the
-/// deadline list of clients still in their interest wait (enqueue order is deadline order, since the timeout is the
-/// same for everyone), and the list of clients that take a random match. Enqueue, removal and matching touch only
-/// list heads and the client's own links: O(1) per list, O(number of the client's tags) in all.
+/// Sans-IO: the caller passes the time in, calls `expire(now:)` from one timer armed at `nextDeadline`, and sends
+/// the events. Every waiting client is a node linked into intrusive doubly linked FIFO lists:
+/// - one list per interest tag (the per-tag index), so matching by interest looks at the heads of the newcomer's tag
+///   lists only and picks the oldest by enqueue sequence number: O(number of tags);
+/// - the deadline list of clients still in their interest wait. Everyone has the same timeout, so enqueue order is
+///   deadline order and the head holds the next deadline: one timer, not one per client;
+/// - the list of clients that take a random match (no interests, or their interest wait ran out).
+/// Nodes and list entries live in arrays with free lists and are addressed by index, so enqueue and removal touch a
+/// constant number of links per list the client is in, and a dictionary finds a client's node for `remove`.
 final class Matchmaker {
+    let interestTimeoutNanos: UInt64
+
     private struct Node {
         var peer: PeerID
-        var seq: UInt64
+        var sequence: UInt64
         var deadline: UInt64
         var interests: [String]
-        /// Index of this node's membership entry in each list it is in (tag lists first, in `interests` order).
-        var tagEntries: [Int32]
-        var deadlineEntry: Int32 = -1
-        var randomEntry: Int32 = -1
+        /// The node's entries in its tag lists, chained through `Entry.sibling`.
+        var firstTagEntry: Int32
+        var deadlineEntry: Int32
+        var randomEntry: Int32
     }
 
-    /// A node's place in one list.
+    /// One node's place in one list.
     private struct Entry {
         var node: Int32
         var list: Int32
         var prev: Int32
         var next: Int32
+        var sibling: Int32
     }
 
     private struct List {
@@ -43,103 +37,117 @@ final class Matchmaker {
         var tail: Int32 = -1
     }
 
-    let interestTimeoutNanos: UInt64
-    private var nodes: [Node?] = []
+    private static let none: Int32 = -1
+    private static let randomList: Int32 = 0
+    private static let deadlineList: Int32 = 1
+
+    private var nodes: [Node] = []
     private var freeNodes: [Int32] = []
     private var entries: [Entry] = []
     private var freeEntries: [Int32] = []
-    private var lists: [List] = [List(), List()]   // 0: random-willing, 1: interest deadlines, 2...: tags
+    /// 0: random-willing, 1: interest deadlines, then tag lists. A tag list is dropped when it empties and its slot
+    /// reused, so memory follows the tags of clients waiting now, not every tag ever seen.
+    private var lists: [List] = [List(), List()]
+    private var listTags: [String?] = [nil, nil]
+    private var freeLists: [Int32] = []
     private var tagLists: [String: Int32] = [:]
-    private var byPeer: [PeerID: Int32] = [:]
+    private var nodeOfPeer: [PeerID: Int32] = [:]
     private var sequence: UInt64 = 0
-
-    private static let randomList: Int32 = 0
-    private static let deadlineList: Int32 = 1
 
     init(interestTimeoutNanos: UInt64 = 5_000_000_000) {
         self.interestTimeoutNanos = interestTimeoutNanos
     }
 
-    var count: Int { byPeer.count }
+    var count: Int { nodeOfPeer.count }
 
-    func isQueued(_ id: PeerID) -> Bool { byPeer[id] != nil }
+    func isQueued(_ id: PeerID) -> Bool { nodeOfPeer[id] != nil }
 
     var nextDeadline: UInt64? {
-        let head = lists[Int(Matchmaker.deadlineList)].head
-        guard head >= 0 else { return nil }
-        return nodes[Int(entries[Int(head)].node)]!.deadline
+        guard let n = headNode(Matchmaker.deadlineList) else { return nil }
+        return nodes[Int(n)].deadline
     }
 
     // MARK: - Operations
 
+    /// Queues a client; returns the pairing made at once, or nil when it waits (the caller sends `waiting`).
+    /// An id that is already queued is re-queued: its old place is given up first, so it can never meet itself.
     func enqueue(_ id: PeerID, interests: [String], now: UInt64) -> Pairing? {
         remove(id)
         if interests.isEmpty {
-            if let partner = headNode(of: Matchmaker.randomList) {
-                let peer = nodes[Int(partner)]!.peer
+            if let partner = headNode(Matchmaker.randomList) {
+                let a = nodes[Int(partner)].peer
                 removeNode(partner)
-                return Pairing(a: peer, b: id, common: [], random: true)
+                return Pairing(a: a, b: id, common: [], random: true)
             }
             let n = newNode(id, interests: [], deadline: 0)
-            nodes[Int(n)]!.randomEntry = link(n, into: Matchmaker.randomList)
+            nodes[Int(n)].randomEntry = link(n, into: Matchmaker.randomList)
             return nil
         }
-        // The longest-waiting client sharing any tag: compare the heads of this client's tag lists.
-        var best: Int32 = -1
-        var bestSeq = UInt64.max
+
+        var best = Matchmaker.none
+        var bestSequence = UInt64.max
         for tag in interests {
-            guard let list = tagLists[tag], let head = headNode(of: list) else { continue }
-            let seq = nodes[Int(head)]!.seq
-            if seq < bestSeq {
+            guard let list = tagLists[tag], let head = headNode(list) else { continue }
+            if nodes[Int(head)].sequence < bestSequence {
                 best = head
-                bestSeq = seq
+                bestSequence = nodes[Int(head)].sequence
             }
         }
-        if best >= 0 {
-            let partner = nodes[Int(best)]!
-            let common = interests.filter { partner.interests.contains($0) }
+        if best != Matchmaker.none {
+            let partner = nodes[Int(best)]
+            var common: [String] = []
+            for tag in interests where partner.interests.contains(tag) && !common.contains(tag) { common.append(tag) }
             removeNode(best)
             return Pairing(a: partner.peer, b: id, common: common, random: false)
         }
-        let n = newNode(id, interests: interests, deadline: now &+ interestTimeoutNanos)
-        var tagEntries: [Int32] = []
-        tagEntries.reserveCapacity(interests.count)
-        for tag in interests { tagEntries.append(link(n, into: tagList(tag))) }
-        nodes[Int(n)]!.tagEntries = tagEntries
-        nodes[Int(n)]!.deadlineEntry = link(n, into: Matchmaker.deadlineList)
+
+        let deadline = now > UInt64.max - interestTimeoutNanos ? UInt64.max : now + interestTimeoutNanos
+        let n = newNode(id, interests: interests, deadline: deadline)
+        var chain = Matchmaker.none
+        for (i, tag) in interests.enumerated() where !interests[..<i].contains(tag) {
+            let e = link(n, into: tagList(tag))
+            entries[Int(e)].sibling = chain
+            chain = e
+        }
+        nodes[Int(n)].firstTagEntry = chain
+        nodes[Int(n)].deadlineEntry = link(n, into: Matchmaker.deadlineList)
         return nil
     }
 
+    /// Takes a waiting client out of every list it is in. No-op when it is not queued.
     func remove(_ id: PeerID) {
-        guard let n = byPeer[id] else { return }
+        guard let n = nodeOfPeer[id] else { return }
         removeNode(n)
     }
 
-    /// Clients whose interest wait ran out take a random match: with the client already waiting for one, if any.
+    /// Every client whose interest wait has run out by `now` becomes random-willing, oldest deadline first, and is
+    /// paired with the longest-waiting random-willing client if there is one. Expired clients stay in their tag
+    /// lists: a newcomer who shares a tag still finds them by interest.
     func expire(now: UInt64) -> [Pairing] {
         var pairings: [Pairing] = []
-        while let n = headNode(of: Matchmaker.deadlineList), nodes[Int(n)]!.deadline <= now {
-            unlink(nodes[Int(n)]!.deadlineEntry)
-            nodes[Int(n)]!.deadlineEntry = -1
-            if let partner = headNode(of: Matchmaker.randomList) {
-                let a = nodes[Int(partner)]!.peer
-                let b = nodes[Int(n)]!.peer
-                removeNode(partner)
+        while let n = headNode(Matchmaker.deadlineList), nodes[Int(n)].deadline <= now {
+            unlink(nodes[Int(n)].deadlineEntry)
+            nodes[Int(n)].deadlineEntry = Matchmaker.none
+            // `n` is not in the random list yet, so the partner is never itself.
+            if let partner = headNode(Matchmaker.randomList) {
+                let x = nodes[Int(n)], y = nodes[Int(partner)]
+                let (a, b) = x.sequence < y.sequence ? (x.peer, y.peer) : (y.peer, x.peer)
                 removeNode(n)
+                removeNode(partner)
                 pairings.append(Pairing(a: a, b: b, common: [], random: true))
             } else {
-                // Still matchable by interest, and now by anyone who takes a random match.
-                nodes[Int(n)]!.randomEntry = link(n, into: Matchmaker.randomList)
+                nodes[Int(n)].randomEntry = link(n, into: Matchmaker.randomList)
             }
         }
         return pairings
     }
 
-    // MARK: - Nodes and lists
+    // MARK: - Nodes
 
     private func newNode(_ id: PeerID, interests: [String], deadline: UInt64) -> Int32 {
-        sequence &+= 1
-        let node = Node(peer: id, seq: sequence, deadline: deadline, interests: interests, tagEntries: [])
+        sequence += 1
+        let node = Node(peer: id, sequence: sequence, deadline: deadline, interests: interests,
+                        firstTagEntry: Matchmaker.none, deadlineEntry: Matchmaker.none, randomEntry: Matchmaker.none)
         let n: Int32
         if let free = freeNodes.popLast() {
             n = free
@@ -148,44 +156,54 @@ final class Matchmaker {
             n = Int32(nodes.count)
             nodes.append(node)
         }
-        byPeer[id] = n
+        nodeOfPeer[id] = n
         return n
     }
 
     private func removeNode(_ n: Int32) {
-        guard let node = nodes[Int(n)] else { return }
-        for e in node.tagEntries { unlink(e) }
-        if node.deadlineEntry >= 0 { unlink(node.deadlineEntry) }
-        if node.randomEntry >= 0 { unlink(node.randomEntry) }
-        byPeer[node.peer] = nil
-        nodes[Int(n)] = nil
+        var e = nodes[Int(n)].firstTagEntry
+        while e != Matchmaker.none {
+            let sibling = entries[Int(e)].sibling
+            unlink(e)
+            e = sibling
+        }
+        if nodes[Int(n)].deadlineEntry != Matchmaker.none { unlink(nodes[Int(n)].deadlineEntry) }
+        if nodes[Int(n)].randomEntry != Matchmaker.none { unlink(nodes[Int(n)].randomEntry) }
+        nodeOfPeer[nodes[Int(n)].peer] = nil
+        nodes[Int(n)].interests = []
+        nodes[Int(n)].firstTagEntry = Matchmaker.none
+        nodes[Int(n)].deadlineEntry = Matchmaker.none
+        nodes[Int(n)].randomEntry = Matchmaker.none
         freeNodes.append(n)
     }
+
+    // MARK: - Lists
 
     private func tagList(_ tag: String) -> Int32 {
         if let l = tagLists[tag] { return l }
         let l: Int32
-        if let free = freeTagLists.popLast() {
+        if let free = freeLists.popLast() {
             l = free
             lists[Int(l)] = List()
+            listTags[Int(l)] = tag
         } else {
             l = Int32(lists.count)
             lists.append(List())
+            listTags.append(tag)
         }
         tagLists[tag] = l
-        tagOfList[l] = tag
         return l
     }
 
-    private func headNode(of list: Int32) -> Int32? {
+    private func headNode(_ list: Int32) -> Int32? {
         let head = lists[Int(list)].head
-        return head >= 0 ? entries[Int(head)].node : nil
+        return head == Matchmaker.none ? nil : entries[Int(head)].node
     }
 
-    /// Appends the node at the tail of `list`; returns the membership entry.
+    /// Appends node `n` at the tail of `list` and returns its entry.
     private func link(_ n: Int32, into list: Int32) -> Int32 {
         let tail = lists[Int(list)].tail
-        let entry = Entry(node: n, list: list, prev: tail, next: -1)
+        let entry = Entry(node: n, list: list, prev: tail, next: Matchmaker.none, sibling: Matchmaker.none)
         let e: Int32
         if let free = freeEntries.popLast() {
             e = free
@@ -194,31 +212,21 @@ final class Matchmaker {
             e = Int32(entries.count)
             entries.append(entry)
         }
-        if tail >= 0 { entries[Int(tail)].next = e } else { lists[Int(list)].head = e }
+        if tail == Matchmaker.none { lists[Int(list)].head = e } else { entries[Int(tail)].next = e }
         lists[Int(list)].tail = e
         return e
     }
 
     private func unlink(_ e: Int32) {
         let entry = entries[Int(e)]
-        if entry.prev >= 0 { entries[Int(entry.prev)].next = entry.next } else { lists[Int(entry.list)].head = entry.next }
-        if entry.next >= 0 { entries[Int(entry.next)].prev = entry.prev } else { lists[Int(entry.list)].tail = entry.prev }
-        if lists[Int(entry.list)].head < 0 && entry.list > Matchmaker.deadlineList {
-            // An empty tag list is forgotten so that the tag table holds only tags someone is waiting with.
-            if let tag = tagName(entry.list) { tagLists[tag] = nil; freeTagList(entry.list) }
+        let l = Int(entry.list)
+        if entry.prev == Matchmaker.none { lists[l].head = entry.next } else { entries[Int(entry.prev)].next = entry.next }
+        if entry.next == Matchmaker.none { lists[l].tail = entry.prev } else { entries[Int(entry.next)].prev = entry.prev }
+        if lists[l].head == Matchmaker.none, let tag = listTags[l] {
+            tagLists[tag] = nil
+            listTags[l] = nil
+            freeLists.append(entry.list)
         }
-        entries[Int(e)] = Entry(node: -1, list: -1, prev: -1, next: -1)
         freeEntries.append(e)
-    }
-
-    // Tag list ids are reused so that `lists` does not grow with every distinct tag ever seen.
-    private var freeTagLists: [Int32] = []
-    private var tagOfList: [Int32: String] = [:]
-
-    private func tagName(_ list: Int32) -> String? { tagOfList[list] }
-
-    private func freeTagList(_ list: Int32) {
-        tagOfList[list] = nil
-        freeTagLists.append(list)
     }
 }

@@ -40,6 +40,7 @@ extension Connection {
                 if !sentClose {
                     var out: [UInt8] = []
                     if let reply {
+                        server.metrics.closeSent[reply.rawValue, default: 0] &+= 1
                         WebSocketFrameEncoder.appendClose(code: reply, into: &out)
                     } else {
                         WebSocketFrameEncoder.appendFrame(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &out)

@@ -31,6 +31,11 @@ struct Logger {
 
     func log(_ level: LogLevel, _ msg: String, _ fields: KeyValuePairs<String, String> = [:]) {
         guard level >= self.level else { return }
+        log(level, msg, fields: fields.map { ($0.key, $0.value) })
+    }
+
+    func log(_ level: LogLevel, _ msg: String, fields: [(String, String)]) {
+        guard level >= self.level else { return }
         var line = "level=\(level.name) msg=\(Logger.quote(msg))"
         for (k, v) in fields { line += " \(k)=\(Logger.quote(v))" }
         line += "\n"

@@ -633,7 +633,9 @@ public final class Server {
         if partner.outstandingBytes > config.outgoingCap {
             // A receiver that falls this far behind is closed; its partner is told it left.
             metrics.slowConsumerCloses &+= 1
-            logger.log(.info, "slow consumer closed", ["outstanding": String(partner.outstandingBytes)])
+            var fields = [("outstanding", String(partner.outstandingBytes))]
+            if config.logAddresses { fields.append(("addr", partner.address.description)) }
+            logger.log(.info, "slow consumer closed", fields: fields)
             partner.startClosingHandshake(.policyViolation, dropPending: true)
         }
     }

@@ -1,31 +1,35 @@
-/// Server frames: never masked, always FIN unless asked otherwise.
+/// Server-to-client frames (RFC 6455 5.2). A server never masks (5.1), so a frame is a header followed by the
+/// payload as is, and callers that already hold the payload can write the header in front of it and skip a copy.
 enum WebSocketFrameEncoder {
+    /// The header length the encoder picks: lengths always take the shortest form, as 5.2 requires.
+    @inline(__always)
     static func headerSize(payloadLength: Int) -> Int {
         payloadLength < 126 ? 2 : (payloadLength <= 0xFFFF ? 4 : 10)
     }
 
+    /// Writes a frame header (FIN unless told otherwise, no RSV bits, unmasked) at `into`, which must have room for
+    /// `headerSize(payloadLength:)` bytes, and returns the bytes written.
     @inline(__always)
-    static func writeHeader(opcode: WebSocketOpcode, payloadLength: Int, fin: Bool = true, into p: UnsafeMutableRawPointer) -> Int {
+    static func writeHeader(opcode: WebSocketOpcode, payloadLength: Int, fin: Bool = true,
+                            into p: UnsafeMutableRawPointer) -> Int {
+        precondition(payloadLength >= 0)
         p.storeBytes(of: (fin ? 0x80 : 0) | opcode.rawValue, as: UInt8.self)
         if payloadLength < 126 {
-            p.storeBytes(of: UInt8(payloadLength), toByteOffset: 1, as: UInt8.self)
+            p.storeBytes(of: UInt8(truncatingIfNeeded: payloadLength), toByteOffset: 1, as: UInt8.self)
             return 2
         }
         if payloadLength <= 0xFFFF {
             p.storeBytes(of: 126, toByteOffset: 1, as: UInt8.self)
-            p.storeBytes(of: UInt8(payloadLength >> 8), toByteOffset: 2, as: UInt8.self)
-            p.storeBytes(of: UInt8(payloadLength & 0xFF), toByteOffset: 3, as: UInt8.self)
+            p.storeBytes(of: UInt16(truncatingIfNeeded: payloadLength).bigEndian, toByteOffset: 2, as: UInt16.self)
             return 4
         }
         p.storeBytes(of: 127, toByteOffset: 1, as: UInt8.self)
-        let length = UInt64(payloadLength)
-        for i in 0..<8 {
-            p.storeBytes(of: UInt8(truncatingIfNeeded: length >> (56 - 8 * UInt64(i))), toByteOffset: 2 + i, as: UInt8.self)
-        }
+        p.storeBytes(of: UInt64(payloadLength).bigEndian, toByteOffset: 2, as: UInt64.self)
         return 10
     }
 
     static func appendFrame(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        // Two words on the stack hold the longest header (10 bytes) without touching the heap.
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in
             let n = writeHeader(opcode: opcode, payloadLength: payload.count, into: h.baseAddress!)
@@ -34,12 +38,17 @@ enum WebSocketFrameEncoder {
         out.append(contentsOf: payload)
     }
 
+    /// A close frame with a status code and a reason. The reason must be valid UTF-8 (7.1.6) and at most 123 bytes,
+    /// because a control frame carries at most 125 (5.5) and the code takes two.
     static func appendClose(code: WebSocketCloseCode, reason: StaticString = "", into out: inout [UInt8]) {
-        let reasonCount = min(123, reason.utf8CodeUnitCount)
-        out.append(0x88)
-        out.append(UInt8(2 + reasonCount))
-        out.append(UInt8(code.rawValue >> 8))
-        out.append(UInt8(code.rawValue & 0xFF))
-        out.append(contentsOf: UnsafeRawBufferPointer(start: reason.utf8Start, count: reasonCount))
+        precondition(code != .noStatus, "1005 must never be sent (RFC 6455 7.4.1)")
+        reason.withUTF8Buffer { text in
+            precondition(text.count <= 123, "a close reason is at most 123 bytes")
+            out.append(0x80 | WebSocketOpcode.close.rawValue)
+            out.append(UInt8(2 + text.count))
+            out.append(UInt8(truncatingIfNeeded: code.rawValue >> 8))
+            out.append(UInt8(truncatingIfNeeded: code.rawValue))
+            out.append(contentsOf: text)
+        }
     }
 }

@@ -1,239 +1,390 @@
-/// Sans-IO RFC 6455 frame parser for the server side, with message reassembly and incremental UTF-8 validation.
+/// The server side of RFC 6455 framing as a sans-IO value: bytes in, `WebSocketEvent`s out, no socket, no clock.
+///
+/// It checks every rule of section 5 as soon as the bytes that break it arrive (a frame that will be refused is
+/// never buffered), reassembles fragmented messages, validates text as UTF-8 incrementally, and unmasks in place.
+/// A data frame that is a whole message and lies complete in the caller's input is handed back where it lies, so the
+/// common chat message costs no copy and no allocation; only frames split across reads, and fragmented messages,
+/// are copied into the parser's message buffer, whose capacity is reused until `shrinkIfIdle`.
 struct WebSocketParser {
-    private enum State {
-        case header
-        case payload
-        case failed
-        case closed
+    private enum State: UInt8 {
+        case header, payload, closed, failed
     }
 
     let maxMessageBytes: Int
     let maxFrameBytes: Int
 
-    private var state: State = .header
-    // Partial header bytes (at most 14: 2 + 8 length + 4 mask).
-    private var headerBytes: (UInt64, UInt64) = (0, 0)
-    private var headerCount = 0
+    private var state = State.header
 
-    // Current frame
+    // A header split across reads, kept as its parts rather than raw bytes: the first two bytes, then the extended
+    // length and the masking key accumulated byte by byte.
+    private var headerCount = 0
+    private var headerSize = 2              // known once the second byte is in: 2 + 0, 2 or 8 + 4
+    private var firstByte: UInt8 = 0
+    private var partialLength: UInt64 = 0
+    private var partialKey: UInt32 = 0
+
+    // The frame whose payload is being read.
     private var opcode: UInt8 = 0
     private var fin = false
-    private var mask: UInt32 = 0
-    private var remaining = 0
     private var frameLength = 0
-    private var maskOffset = 0
+    private var remaining = 0
+    /// Key byte 0 in the low bits, whatever the machine's byte order.
+    private var key: UInt32 = 0
 
-    // Current message (data frames) and control payload
-    private var messageOpcode: UInt8 = 0      // 0 when no message in progress
-    private var message: [UInt8] = []
-    private var control: [UInt8] = []
+    /// The data opcode (1 or 2) of the message being assembled; 0 between messages.
+    private var messageOpcode: UInt8 = 0
     private var utf8 = UTF8Validator()
+    private let buffers = Buffers()
 
     init(maxMessageBytes: Int, maxFrameBytes: Int? = nil) {
+        precondition(maxMessageBytes >= 0)
         self.maxMessageBytes = maxMessageBytes
         self.maxFrameBytes = maxFrameBytes ?? maxMessageBytes
     }
 
-    var isFailed: Bool { if case .failed = state { return true } else { return false } }
+    var isFailed: Bool { state == .failed }
 
+    /// Frees the reassembly buffers unless a message or frame is half read. Invalidates event pointers.
     mutating func shrinkIfIdle() {
-        if messageOpcode == 0 && message.capacity > 0 { message = [] }
-        if control.capacity > 0 && state == .header { control = [] }
+        if state != .payload && messageOpcode == 0 { buffers.release() }
+    }
+
+    /// Parses `input[offset...]`. Returns the next event with `offset` moved past the bytes it used, or nil once every
+    /// remaining byte has been taken into the parser's state. After a close or a failure all input is ignored.
+    mutating func next(_ input: UnsafeMutableRawBufferPointer, offset: inout Int) -> WebSocketEvent? {
+        precondition(offset >= 0 && offset <= input.count, "offset outside the input")
+        while true {
+            let event: WebSocketEvent?
+            switch state {
+            case .closed, .failed:
+                offset = input.count
+                return nil
+            case .header:
+                event = readHeader(input, &offset)
+                if event == nil && state == .header { return nil }
+            case .payload:
+                event = readPayload(input, &offset)
+                if event == nil && state == .payload { return nil }
+            }
+            if let event {
+                if state == .failed { offset = input.count }
+                return event
+            }
+        }
+    }
+
+    // MARK: - Header
+
+    /// Reads header bytes. Returns a failure event, or nil: either the header is complete and the state is `.payload`,
+    /// or all input was taken and the state is still `.header`.
+    private mutating func readHeader(_ input: UnsafeMutableRawBufferPointer, _ offset: inout Int) -> WebSocketEvent? {
+        let available = input.count - offset
+        guard available > 0, let base = input.baseAddress else { return nil }
+        if headerCount == 0 && available >= 2 {
+            // Whole header in the input: read it in place, which is the steady state.
+            let b0 = base.load(fromByteOffset: offset, as: UInt8.self)
+            let b1 = base.load(fromByteOffset: offset + 1, as: UInt8.self)
+            let lengthField = Self.lengthFieldSize(b1)
+            let size = 2 + lengthField + 4
+            if available >= size {
+                if let code = checkFirstByte(b0) ?? checkSecondByte(b0, b1) { return fail(code) }
+                var length = UInt64(b1 & 0x7F)
+                if lengthField == 2 {
+                    length = UInt64(UInt16(bigEndian: base.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)))
+                } else if lengthField == 8 {
+                    length = UInt64(bigEndian: base.loadUnaligned(fromByteOffset: offset + 2, as: UInt64.self))
+                }
+                if lengthField > 0, let code = checkExtendedLength(b0, length, field: lengthField) { return fail(code) }
+                let key = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: offset + 2 + lengthField, as: UInt32.self))
+                offset += size
+                beginFrame(b0, length: Int(truncatingIfNeeded: length), key: key)
+                return nil
+            }
+        }
+        // The header is split across reads: take it byte by byte, checking each part the moment it is complete.
+        while offset < input.count {
+            let byte = base.load(fromByteOffset: offset, as: UInt8.self)
+            offset += 1
+            let index = headerCount
+            headerCount += 1
+            if index == 0 {
+                firstByte = byte
+                if let code = checkFirstByte(byte) { return fail(code) }
+            } else if index == 1 {
+                if let code = checkSecondByte(firstByte, byte) { return fail(code) }
+                let lengthField = Self.lengthFieldSize(byte)
+                headerSize = 2 + lengthField + 4
+                partialLength = lengthField == 0 ? UInt64(byte & 0x7F) : 0
+            } else {
+                let lengthField = headerSize - 6
+                if index < 2 + lengthField {
+                    // The top bit of a 64-bit length is in the first length byte: refuse it there.
+                    if lengthField == 8 && index == 2 && byte & 0x80 != 0 { return fail(.protocolError) }
+                    partialLength = partialLength << 8 | UInt64(byte)
+                    if index == 1 + lengthField,
+                       let code = checkExtendedLength(firstByte, partialLength, field: lengthField) {
+                        return fail(code)
+                    }
+                } else {
+                    partialKey |= UInt32(byte) << (8 * UInt32(index - 2 - lengthField))
+                }
+            }
+            if headerCount == headerSize {
+                let length = Int(truncatingIfNeeded: partialLength)
+                let key = partialKey
+                headerCount = 0
+                headerSize = 2
+                partialLength = 0
+                partialKey = 0
+                beginFrame(firstByte, length: length, key: key)
+                return nil
+            }
+        }
+        return nil
+    }
+
+    @inline(__always)
+    private static func lengthFieldSize(_ secondByte: UInt8) -> Int {
+        switch secondByte & 0x7F {
+        case 126: return 2
+        case 127: return 8
+        default: return 0
+        }
+    }
+
+    /// FIN, RSV and opcode, checked against the message in progress.
+    private func checkFirstByte(_ b0: UInt8) -> WebSocketCloseCode? {
+        if b0 & 0x70 != 0 { return .protocolError }                 // no extension was negotiated (5.2)
+        switch b0 & 0x0F {
+        case WebSocketOpcode.continuation.rawValue:
+            return messageOpcode == 0 ? .protocolError : nil        // nothing to continue (5.4)
+        case WebSocketOpcode.text.rawValue, WebSocketOpcode.binary.rawValue:
+            return messageOpcode != 0 ? .protocolError : nil        // messages may not interleave (5.4)
+        case WebSocketOpcode.close.rawValue, WebSocketOpcode.ping.rawValue, WebSocketOpcode.pong.rawValue:
+            return b0 & 0x80 == 0 ? .protocolError : nil            // control frames are never fragmented (5.5)
+        default:
+            return .protocolError                                   // reserved opcode
+        }
+    }
+
+    /// MASK bit and the 7-bit length.
+    private func checkSecondByte(_ b0: UInt8, _ b1: UInt8) -> WebSocketCloseCode? {
+        if b1 & 0x80 == 0 { return .protocolError }                 // a client must mask every frame (5.1)
+        let length = b1 & 0x7F
+        let op = b0 & 0x0F
+        if op & 0x08 != 0 {
+            if length > 125 { return .protocolError }               // control payloads fit in 125 bytes (5.5)
+            if op == WebSocketOpcode.close.rawValue && length == 1 { return .protocolError }   // half a code (5.5.1)
+            return nil
+        }
+        return length < 126 ? checkSize(op, Int(length)) : nil
+    }
+
+    /// A 16- or 64-bit length, which must use the shortest form (5.2) and keep the 64-bit top bit clear.
+    private func checkExtendedLength(_ b0: UInt8, _ length: UInt64, field: Int) -> WebSocketCloseCode? {
+        if field == 2 && length < 126 { return .protocolError }
+        if field == 8 && (length >> 63 != 0 || length <= 0xFFFF) { return .protocolError }
+        return checkSize(b0 & 0x0F, Int(truncatingIfNeeded: length))
+    }
+
+    /// Refuses a data frame that would take the frame or the reassembled message over its limit, from its header.
+    private func checkSize(_ op: UInt8, _ length: Int) -> WebSocketCloseCode? {
+        if length > maxFrameBytes { return .messageTooBig }
+        let assembled = op == WebSocketOpcode.continuation.rawValue ? buffers.messageCount : 0
+        return length > maxMessageBytes - assembled ? .messageTooBig : nil
+    }
+
+    private mutating func beginFrame(_ b0: UInt8, length: Int, key: UInt32) {
+        opcode = b0 & 0x0F
+        fin = b0 & 0x80 != 0
+        frameLength = length
+        remaining = length
+        self.key = key
+        state = .payload
+        if opcode == WebSocketOpcode.text.rawValue || opcode == WebSocketOpcode.binary.rawValue {
+            // The previous message's bytes were last lent out before this call, so the buffer is free again.
+            messageOpcode = opcode
+            buffers.messageCount = 0
+            if opcode == WebSocketOpcode.text.rawValue { utf8.reset() }
+        } else if opcode & 0x08 != 0 {
+            buffers.controlCount = 0
+        }
+    }
+
+    // MARK: - Payload
+
+    private mutating func readPayload(_ input: UnsafeMutableRawBufferPointer, _ offset: inout Int) -> WebSocketEvent? {
+        let take = min(input.count - offset, remaining)
+        let isControl = opcode & 0x08 != 0
+        let chunk = UnsafeMutableRawBufferPointer(rebasing: input[offset..<(offset + take)])
+
+        if take == frameLength && (isControl || (fin && opcode != WebSocketOpcode.continuation.rawValue)) {
+            // The whole frame is here and stands alone: unmask it where it lies and lend it out.
+            Self.unmask(chunk, key: key, phase: 0)
+            offset += take
+            remaining = 0
+            state = .header
+            let payload = UnsafeRawBufferPointer(chunk)
+            if isControl { return controlEvent(payload) }
+            messageOpcode = 0
+            if opcode == WebSocketOpcode.text.rawValue {
+                guard utf8.validate(payload) && utf8.isComplete else { return fail(.invalidPayload) }
+                return .text(payload)
+            }
+            return .binary(payload)
+        }
+
+        if take > 0 {
+            Self.unmask(chunk, key: key, phase: frameLength - remaining)
+            if isControl {
+                buffers.appendControl(UnsafeRawBufferPointer(chunk))
+            } else {
+                // Checked before it is kept, so a bad message fails at its first bad byte, not at its end.
+                if messageOpcode == WebSocketOpcode.text.rawValue && !utf8.validate(UnsafeRawBufferPointer(chunk)) {
+                    return fail(.invalidPayload)
+                }
+                buffers.appendMessage(UnsafeRawBufferPointer(chunk), frameRest: remaining, limit: maxMessageBytes)
+            }
+            offset += take
+            remaining -= take
+        }
+        if remaining > 0 { return nil }
+
+        state = .header
+        if isControl { return controlEvent(buffers.controlBytes) }
+        guard fin else { return nil }
+        let op = messageOpcode
+        messageOpcode = 0
+        if op == WebSocketOpcode.text.rawValue {
+            // A character cut off by the end of the message (Autobahn 6.3.x).
+            guard utf8.isComplete else { return fail(.invalidPayload) }
+            return .text(buffers.messageBytes)
+        }
+        return .binary(buffers.messageBytes)
+    }
+
+    private mutating func controlEvent(_ payload: UnsafeRawBufferPointer) -> WebSocketEvent {
+        switch opcode {
+        case WebSocketOpcode.ping.rawValue:
+            return .ping(payload)
+        case WebSocketOpcode.pong.rawValue:
+            return .pong(payload)
+        default:
+            if payload.count < 2 {
+                if payload.count == 1 { return fail(.protocolError) }
+                state = .closed
+                return .close(code: nil, reason: payload)
+            }
+            let code = UInt16(payload[0]) << 8 | UInt16(payload[1])
+            guard WebSocketCloseCode.isValidReceived(code) else { return fail(.protocolError) }
+            let reason = UnsafeRawBufferPointer(rebasing: payload[2...])
+            var validator = UTF8Validator()
+            guard validator.validate(reason) && validator.isComplete else { return fail(.invalidPayload) }
+            state = .closed
+            return .close(code: code, reason: reason)
+        }
     }
 
     private mutating func fail(_ code: WebSocketCloseCode) -> WebSocketEvent {
         state = .failed
-        message = []
-        control = []
+        messageOpcode = 0
+        buffers.release()
         return .fail(code)
     }
 
-    mutating func next(_ input: UnsafeMutableRawBufferPointer, offset: inout Int) -> WebSocketEvent? {
-        if pendingClear {
-            message.removeAll(keepingCapacity: true)
-            pendingClear = false
-        }
-        while true {
-            switch state {
-            case .failed, .closed:
-                offset = input.count
-                return nil
-            case .header:
-                if offset >= input.count { return nil }
-                if let event = parseHeader(input, &offset) { return event }
-                if state == .header { return nil }   // need more header bytes
-            case .payload:
-                let available = input.count - offset
-                if available <= 0 && remaining > 0 { return nil }
-                let take = min(max(0, available), remaining)
-                let start = offset
-                let chunk = UnsafeMutableRawBufferPointer(rebasing: input[start..<(start + take)])
-                unmask(chunk)
-                offset += take
-                remaining -= take
-                // Zero copy: the whole frame is in this input and it is a complete message by itself.
-                let whole = take == frameLength && remaining == 0
-                if isControl(opcode) {
-                    if !whole { control.append(contentsOf: UnsafeRawBufferPointer(chunk)) }
-                    if remaining == 0, let event = finishFrame(input, start: start, count: take, inPlace: whole) { return event }
-                    continue
-                }
-                if opcode == WebSocketOpcode.text.rawValue || (opcode == 0 && messageOpcode == WebSocketOpcode.text.rawValue) {
-                    if !utf8.validate(UnsafeRawBufferPointer(chunk)) { return fail(.invalidPayload) }
-                }
-                let single = whole && fin && opcode != 0 && message.isEmpty
-                if !single { message.append(contentsOf: UnsafeRawBufferPointer(chunk)) }
-                if remaining == 0, let event = finishFrame(input, start: start, count: take, inPlace: single) { return event }
-            }
-        }
-    }
-
+    /// XORs `bytes` with the key, starting at key byte `phase % 4`, a machine word at a time.
     @inline(__always)
-    private func isControl(_ op: UInt8) -> Bool { op & 0x08 != 0 }
-
-    /// Collects header bytes; when complete, validates and moves to `.payload`. Returns an event only on failure.
-    private mutating func parseHeader(_ input: UnsafeMutableRawBufferPointer, _ offset: inout Int) -> WebSocketEvent? {
-        var local = headerBytes
-        defer { headerBytes = local }
-        return withUnsafeMutableBytes(of: &local) { h -> WebSocketEvent? in
-            while offset < input.count {
-                h[headerCount] = input[offset]
-                headerCount += 1
-                offset += 1
-                if headerCount == 1 {
-                    let b0 = h[0]
-                    if b0 & 0x70 != 0 { return fail(.protocolError) }
-                    let op = b0 & 0x0f
-                    switch op {
-                    case 0, 1, 2, 8, 9, 10: break
-                    default: return fail(.protocolError)
-                    }
-                    let isFin = b0 & 0x80 != 0
-                    if isControl(op) {
-                        if !isFin { return fail(.protocolError) }
-                    } else if op == 0 {
-                        if messageOpcode == 0 { return fail(.protocolError) }
-                    } else if messageOpcode != 0 {
-                        return fail(.protocolError)
-                    }
-                    continue
-                }
-                if headerCount == 2 {
-                    if h[1] & 0x80 == 0 { return fail(.protocolError) }   // client frames must be masked
-                    let len7 = h[1] & 0x7f
-                    if isControl(h[0] & 0x0f) && len7 > 125 { return fail(.protocolError) }
-                }
-                let len7 = Int(h[1] & 0x7f)
-                let lengthBytes = len7 == 126 ? 2 : (len7 == 127 ? 8 : 0)
-                let needed = 2 + lengthBytes + 4
-                if headerCount == 2 + lengthBytes && lengthBytes > 0 {
-                    // Length complete: check it before any payload arrives.
-                    var length: UInt64 = 0
-                    for i in 0..<lengthBytes { length = length << 8 | UInt64(h[2 + i]) }
-                    if lengthBytes == 2 && length < 126 { return fail(.protocolError) }
-                    if lengthBytes == 8 && (length < 65536 || length >> 63 != 0) { return fail(.protocolError) }
-                    if let event = checkSize(Int(clamping: length), opcode: h[0] & 0x0f) { return event }
-                } else if headerCount == 2 && lengthBytes == 0 {
-                    if let event = checkSize(len7, opcode: h[0] & 0x0f) { return event }
-                }
-                if headerCount == needed {
-                    var length = len7
-                    if lengthBytes > 0 {
-                        var l: UInt64 = 0
-                        for i in 0..<lengthBytes { l = l << 8 | UInt64(h[2 + i]) }
-                        length = Int(l)
-                    }
-                    var m: UInt32 = 0
-                    for i in 0..<4 { m |= UInt32(h[2 + lengthBytes + i]) << (8 * UInt32(i)) }
-                    opcode = h[0] & 0x0f
-                    fin = h[0] & 0x80 != 0
-                    mask = m
-                    maskOffset = 0
-                    frameLength = length
-                    remaining = length
-                    headerCount = 0
-                    if opcode == 1 || opcode == 2 {
-                        messageOpcode = opcode
-                        if opcode == 1 { utf8.reset() }
-                    }
-                    if isControl(opcode) { control.removeAll(keepingCapacity: true) }
-                    state = .payload
-                    return nil
-                }
-            }
-            return nil
-        }
-    }
-
-    private mutating func checkSize(_ length: Int, opcode op: UInt8) -> WebSocketEvent? {
-        if isControl(op) { return nil }
-        if length > maxFrameBytes { return fail(.messageTooBig) }
-        let already = op == 0 ? message.count : 0
-        if length > maxMessageBytes - already { return fail(.messageTooBig) }
-        return nil
-    }
-
-    /// Unmasks in place, 8 bytes at a time where it can.
-    private mutating func unmask(_ chunk: UnsafeMutableRawBufferPointer) {
-        guard chunk.count > 0, let base = chunk.baseAddress else { return }
-        // Rotate the mask so that byte 0 of `chunk` lines up with mask byte `maskOffset`.
-        let shift = UInt32(maskOffset & 3) * 8
-        let rotated = shift == 0 ? mask : (mask >> shift) | (mask << (32 - shift))
-        let wide = UInt64(rotated) | UInt64(rotated) << 32
+    private static func unmask(_ bytes: UnsafeMutableRawBufferPointer, key: UInt32, phase: Int) {
+        guard let p = bytes.baseAddress else { return }
+        let n = bytes.count
+        let shift = UInt32(phase & 3) &* 8
+        let k = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
+        // Repeated twice, in memory order, so it lines up with any 8 bytes starting at a multiple of 4 from `p`.
+        let wide = (UInt64(k) | UInt64(k) << 32).littleEndian
         var i = 0
-        let n = chunk.count
-        while i + 8 <= n {
-            let v = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            base.storeBytes(of: v ^ wide, toByteOffset: i, as: UInt64.self)
+        while n - i >= 32 {
+            let a = p.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let b = p.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
+            let c = p.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)
+            let d = p.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)
+            p.storeBytes(of: a ^ wide, toByteOffset: i, as: UInt64.self)
+            p.storeBytes(of: b ^ wide, toByteOffset: i + 8, as: UInt64.self)
+            p.storeBytes(of: c ^ wide, toByteOffset: i + 16, as: UInt64.self)
+            p.storeBytes(of: d ^ wide, toByteOffset: i + 24, as: UInt64.self)
+            i += 32
+        }
+        while n - i >= 8 {
+            p.storeBytes(of: p.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ wide, toByteOffset: i, as: UInt64.self)
             i += 8
         }
+        var rest = k    // i is a multiple of 8 here, so key byte 0 of `k` comes next
         while i < n {
-            let k = UInt8(truncatingIfNeeded: rotated >> (UInt32(i & 3) * 8))
-            base.storeBytes(of: base.load(fromByteOffset: i, as: UInt8.self) ^ k, toByteOffset: i, as: UInt8.self)
+            p.storeBytes(of: p.load(fromByteOffset: i, as: UInt8.self) ^ UInt8(truncatingIfNeeded: rest),
+                         toByteOffset: i, as: UInt8.self)
+            rest = rest >> 8 | rest << 24
             i += 1
         }
-        maskOffset = (maskOffset + n) & 3
     }
 
-    /// The frame's payload is complete.
-    private mutating func finishFrame(_ input: UnsafeMutableRawBufferPointer, start: Int, count: Int, inPlace: Bool) -> WebSocketEvent? {
-        state = .header
-        if isControl(opcode) {
-            let payload: UnsafeRawBufferPointer = inPlace
-                ? UnsafeRawBufferPointer(rebasing: input[start..<(start + count)])
-                : control.withUnsafeBytes { $0 }
-            switch opcode {
-            case WebSocketOpcode.ping.rawValue: return .ping(payload)
-            case WebSocketOpcode.pong.rawValue: return .pong(payload)
-            default: return closeEvent(payload)
+    // MARK: - Buffers
+
+    /// Heap memory for what does not arrive in one piece: a message assembled from fragments or from a frame split
+    /// across reads, and a control frame split across reads (kept apart, since control frames may come between
+    /// fragments). A class so the memory has an owner that frees it and lent pointers stay put.
+    private final class Buffers {
+        private var message: UnsafeMutableRawPointer?
+        private var messageCapacity = 0
+        var messageCount = 0
+        private var control: UnsafeMutableRawPointer?
+        var controlCount = 0
+
+        var messageBytes: UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: message, count: messageCount)
+        }
+
+        var controlBytes: UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: control, count: controlCount)
+        }
+
+        /// `frameRest` is what is left of the frame, these bytes included: room for all of it is made at once.
+        func appendMessage(_ bytes: UnsafeRawBufferPointer, frameRest: Int, limit: Int) {
+            let needed = messageCount + frameRest
+            if needed > messageCapacity {
+                // Doubling keeps many small fragments from growing the buffer each time; the header checks keep
+                // `needed` within `limit`.
+                let capacity = max(needed, min(messageCapacity * 2, limit))
+                let grown = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                if let message {
+                    grown.copyMemory(from: message, byteCount: messageCount)
+                    message.deallocate()
+                }
+                message = grown
+                messageCapacity = capacity
             }
+            message!.advanced(by: messageCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            messageCount += bytes.count
         }
-        guard fin else { return nil }
-        let op = messageOpcode
-        messageOpcode = 0
-        if op == WebSocketOpcode.text.rawValue && !utf8.isComplete { return fail(.invalidPayload) }
-        let payload: UnsafeRawBufferPointer = inPlace
-            ? UnsafeRawBufferPointer(rebasing: input[start..<(start + count)])
-            : message.withUnsafeBytes { $0 }
-        // The message buffer is reused for the next message; its bytes stay valid until the next call.
-        pendingClear = !inPlace
-        return op == WebSocketOpcode.text.rawValue ? .text(payload) : .binary(payload)
-    }
 
-    private var pendingClear = false
-
-    private mutating func closeEvent(_ payload: UnsafeRawBufferPointer) -> WebSocketEvent {
-        if payload.count == 1 { return fail(.protocolError) }
-        if payload.count == 0 {
-            state = .closed
-            return .close(code: nil, reason: payload)
+        func appendControl(_ bytes: UnsafeRawBufferPointer) {
+            let control = self.control ?? {
+                let p = UnsafeMutableRawPointer.allocate(byteCount: 125, alignment: 16)
+                self.control = p
+                return p
+            }()
+            control.advanced(by: controlCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            controlCount += bytes.count
         }
-        let code = UInt16(payload[0]) << 8 | UInt16(payload[1])
-        if !WebSocketCloseCode.isValidReceived(code) { return fail(.protocolError) }
-        let reason = UnsafeRawBufferPointer(rebasing: payload[2...])
-        var v = UTF8Validator()
-        if !v.validate(reason) || !v.isComplete { return fail(.invalidPayload) }
-        state = .closed
-        return .close(code: code, reason: reason)
+
+        func release() {
+            message?.deallocate()
+            message = nil
+            messageCapacity = 0
+            messageCount = 0
+            control?.deallocate()
+            control = nil
+            controlCount = 0
+        }
+
+        deinit { release() }
     }
 }

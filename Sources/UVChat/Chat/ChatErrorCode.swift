@@ -1,0 +1,23 @@
+/// Why a command was refused; sent back as `{"type":"error","code":...}`. The connection stays open.
+enum ChatErrorCode: Equatable, Error {
+    case badRequest, notPaired, tooLong, rateLimited
+
+    var wireName: StaticString {
+        switch self {
+        case .badRequest: "bad_request"
+        case .notPaired: "not_paired"
+        case .tooLong: "too_long"
+        case .rateLimited: "rate_limited"
+        }
+    }
+
+    /// The `message` the server sends with each code. StaticString so the error frames can be built once at start-up.
+    var defaultMessage: StaticString {
+        switch self {
+        case .badRequest: "The command was not understood."
+        case .notPaired: "You are not chatting with anyone right now."
+        case .tooLong: "That message is too long."
+        case .rateLimited: "You are sending messages too fast. Wait a moment."
+        }
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# make bench: a fresh release uvchatd per scenario, pinned to core 0 with --no-rate-limits, and the load generator
+# (uvchat-bench; wrk for static files) pinned to core 1. One JSON line per scenario on stdout, then the markdown
+# table next to the issue's anchors. Results: .build/bench/results.jsonl and .build/bench/table.md.
+# Sizes: IDLE_CONNECTIONS (20000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
+# RELAY_WINDOW (16), BENCH_SECONDS (8), LATENCY_RATE (20000), CHURN_CONCURRENCY (100).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/opt/swift/usr/bin"
+OUT=.build/bench
+BIN=.build/release
+mkdir -p "$OUT"
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+command -v wrk >/dev/null || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk; }
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  swift build -c release -j "${JOBS:-2}" --product uvchatd
+  swift build -c release -j "${JOBS:-2}" --product uvchat-bench
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+limit=$(ulimit -n)
+IDLE=${IDLE_CONNECTIONS:-20000}
+if [ "$IDLE" -gt $((limit - 256)) ]; then
+  echo "note: descriptor limit $limit; idle run shrunk to $((limit - 256)) connections" >&2
+  IDLE=$((limit - 256))
+fi
+SECS=${BENCH_SECONDS:-8}
+
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  SERVER_PID=
+}
+trap stop_server EXIT
+start_server() {
+  taskset -c 0 "$BIN/uvchatd" --host 127.0.0.1 --port 0 --www www --no-rate-limits 2> "$OUT/server.log" &
+  SERVER_PID=$!
+  PORT=
+  for _ in $(seq 100); do
+    PORT=$(sed -n 's/.*msg=listening.* port=\([0-9]*\).*/\1/p' "$OUT/server.log" | head -1)
+    [ -n "$PORT" ] && break
+    sleep 0.05
+  done
+  [ -n "$PORT" ] || { cat "$OUT/server.log"; exit 1; }
+}
+: > "$OUT/results.jsonl"
+scenario() {
+  start_server
+  taskset -c 1 "$BIN/uvchat-bench" "$1" --port "$PORT" --pid "$SERVER_PID" "${@:2}" | tee -a "$OUT/results.jsonl"
+  stop_server
+}
+scenario idle --connections "$IDLE"
+scenario connect --connections "${CONNECT_CONNECTIONS:-10000}"
+scenario relay --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --seconds "$SECS"
+scenario latency --pairs "${RELAY_PAIRS:-50}" --rate "${LATENCY_RATE:-20000}" --seconds "$SECS"
+scenario churn --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS"
+scenario static --seconds "$SECS"
+{ echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m)); uvchatd on core 0, generator on core 1."; echo
+  "$BIN/uvchat-bench" table "$OUT/results.jsonl"; } | tee "$OUT/table.md"
