@@ -347,3 +347,27 @@ def test_idle_keep_alive_connection_is_closed(server_factory, tmp_path):
         assert time.monotonic() - t0 >= 0.3
     finally:
         c.close()
+
+
+def test_prebuilt_static_answer_matches_the_general_path(server):
+    """A plain keep-alive GET is answered from bytes built at load time; they must equal what the general path
+    builds (here forced by an If-None-Match that does not match)."""
+    import socket as _s
+
+    def fetch(extra):
+        c = _s.create_connection(("127.0.0.1", server.port), timeout=5)
+        c.sendall(f"GET / HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += c.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+        while len(body) < length:
+            body += c.recv(65536)
+        c.close()
+        return head, body
+
+    fast = fetch("")
+    general = fetch('If-None-Match: "no-such-tag"\r\n')
+    assert fast == general
+    assert fast[0].startswith(b"HTTP/1.1 200") and b"Content-Security-Policy" in fast[0]

@@ -88,6 +88,13 @@ extension Connection {
                         body: UnsafeRawBufferPointer(raw), isHead: isHead, keepAlive: keepAlive)
             }
         default:
+            if head.method == .get && keepAlive, let whole = server.staticFast[head.path],
+               head.header("if-none-match") == nil && head.header("if-modified-since") == nil {
+                pending.append(contentsOf: whole)
+                markDirty()
+                httpDeadline = server.nowMillis + server.keepAliveTimeoutMillis
+                return
+            }
             let answer = server.staticFiles.respond(rawPath: head.path,
                                                     ifNoneMatch: head.header("if-none-match"),
                                                     ifModifiedSince: head.header("if-modified-since"))

@@ -10,6 +10,9 @@ public final class Server {
     let loop: UnsafeMutablePointer<uv_loop_t>
     var logger: Logger
     var staticFiles: StaticFiles
+    /// Whole `200` keep-alive responses for plain `GET`s of each file, built when the files are loaded, so that the
+    /// common request costs one lookup and one append.
+    private(set) var staticFast: [String: [UInt8]] = [:]
     let matchmaker: Matchmaker
     var metrics = Metrics()
 
@@ -89,6 +92,7 @@ public final class Server {
         handshakeTimeoutMillis = Server.millis(configuration.handshakeTimeout)
         pingIntervalMillis = Server.millis(configuration.pingInterval)
         readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        staticFast = Server.prebuildStaticResponses(staticFiles)
         loop = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
         let rc = uv_loop_init(loop)
         if rc != 0 {
@@ -112,6 +116,23 @@ public final class Server {
             _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         }
         return limit.rlim_cur > UInt(Int.max) ? Int.max : Int(limit.rlim_cur)
+    }
+
+    static let staticFastMaxBytes = 256 * 1024
+
+    static func prebuildStaticResponses(_ files: StaticFiles) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for path in files.paths {
+            let answer = files.respond(rawPath: path, ifNoneMatch: nil, ifModifiedSince: nil)
+            guard answer.status == 200, answer.body.count <= staticFastMaxBytes else { continue }
+            var bytes: [UInt8] = []
+            HTTPResponseWriter.writeHead(status: .ok, headers: answer.headers + securityHeaders,
+                                         bodyLength: answer.body.count, keepAlive: true, into: &bytes)
+            bytes.append(contentsOf: answer.body)
+            out[path] = bytes
+            if path.hasSuffix("/index.html") { out[String(path.dropLast("index.html".count))] = bytes }
+        }
+        return out
     }
 
     static func millis(_ seconds: Double) -> UInt64 { UInt64(max(1, (seconds * 1000).rounded())) }
@@ -452,6 +473,7 @@ public final class Server {
     private func reload() {
         do {
             staticFiles = try StaticFiles(root: config.wwwRoot)
+            staticFast = Server.prebuildStaticResponses(staticFiles)
             logger.log(.info, "reloaded static files", ["files": String(staticFiles.fileCount)])
         } catch {
             logger.log(.error, "reload failed; keeping the old files", ["error": "\(error)"])

@@ -38,6 +38,7 @@ final class StaticFiles {
         """.utf8)
 
     var fileCount: Int { files.count }
+    var paths: [String] { Array(files.keys) }
 
     init(root: String) throws {
         guard let realRoot = StaticFiles.realPath(root) else {
