@@ -13,7 +13,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 RELEASE := $(BUILD)/release/uvchatd
 
-.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench fuzz test-asan
+.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench fuzz test-asan asan-smoke
 
 ## run: install what is missing, build a release binary, serve www on http://localhost:$(PORT)
 run: build
@@ -31,8 +31,14 @@ test: test-deps venv
 	swift build -j $(JOBS) --build-tests
 	swift test -j $(JOBS) --skip-build
 	swift build -c release -j $(JOBS) --product uvchatd
-	$(MAKE) --no-print-directory e2e conformance
+	$(MAKE) --no-print-directory e2e conformance asan-smoke
 	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
+
+## asan-smoke (part of test): Autobahn and the fault tests against an AddressSanitizer build (leaks fail the exit)
+asan-smoke: venv
+	swift build -j $(JOBS) --sanitize=address --scratch-path $(BUILD)-asan --product uvchatd
+	$(PY) Tests/conformance/autobahn.py --binary $(BUILD)-asan/debug/uvchatd --www www --outdir $(BUILD)/autobahn-asan
+	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e/test_faults.py
 
 ## unit: only the Swift unit tests
 unit: deps

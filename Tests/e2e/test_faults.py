@@ -303,3 +303,67 @@ def test_out_of_descriptors_does_not_spin_or_stop_accepting(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+def upgrade_status(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(UPGRADE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return s, int(head.split()[1]), head
+
+
+def test_new_connections_per_minute_per_address(server_factory):
+    server = server_factory("--new-connections-per-minute", "3")
+    socks = []
+    statuses = []
+    for _ in range(4):
+        s, status, head = upgrade_status(server.port)
+        socks.append(s)
+        statuses.append(status)
+        s.close()
+    assert statuses[:3] == [101, 101, 101], statuses
+    assert statuses[3] == 503, statuses
+    assert b"Retry-After:" in head
+    # --no-rate-limits lifts it.
+    free = server_factory("--new-connections-per-minute", "3", "--no-rate-limits")
+    assert [upgrade_status(free.port)[1] for _ in range(5)] == [101] * 5
+
+
+def test_message_bucket_is_shared_by_an_address(server_factory):
+    # Per connection 10/s burst 20 would allow 40 from two sockets; the address bucket (burst 25) allows 25.
+    server = server_factory("--address-rate-per-second", "0.01", "--address-rate-burst", "25")
+
+    async def run():
+        uri = f"ws://127.0.0.1:{server.port}/ws"
+        clients = [await connect(uri, ping_interval=None) for _ in range(4)]
+        async def kinds(ws, n):
+            out = []
+            for _ in range(n):
+                out.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            return out
+        # Two pairs; a and c (one per pair) send 20 each from the same address.
+        for c in clients:
+            while (json.loads(await asyncio.wait_for(c.recv(), 5)))["type"] != "paired":
+                pass
+        senders = [clients[1], clients[3]]
+        for s in senders:
+            for i in range(20):
+                await s.send(json.dumps({"type": "message", "text": f"m{i}"}))
+        refused = 0
+        for s in senders:
+            for _ in range(20):
+                try:
+                    msg = json.loads(await asyncio.wait_for(s.recv(), 0.5))
+                except asyncio.TimeoutError:
+                    break
+                if msg.get("code") == "rate_limited":
+                    refused += 1
+        for c in clients:
+            await c.close()
+        return refused
+    assert asyncio.run(run()) == 15
