@@ -10,6 +10,7 @@ import collections
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import kosoku
@@ -20,44 +21,19 @@ GOOD = {"OK", "INFORMATIONAL"}
 
 def start_server(binary, www):
     proc = subprocess.Popen([binary, "--echo", "--host", "127.0.0.1", "--port", "0", "--www", www,
-                             "--no-rate-limits", "--log-level", "warn"],
+                             "--no-rate-limits"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # The listening line is logged at info; with --log-level warn we find the port from /proc instead.
     deadline = time.time() + 15
-    while time.time() < deadline:
-        port = listening_port(proc.pid)
-        if port:
-            return proc, port
-        if proc.poll() is not None:
+    for line in proc.stderr:
+        m = re.search(r"msg=listening .*port=(\d+)", line)
+        if m:
+            # Keep draining stderr so that the server never blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, int(m.group(1))
+        if time.time() > deadline:
             break
-        time.sleep(0.05)
     proc.kill()
-    raise SystemExit("uvchatd --echo did not start: " + (proc.stderr.read() if proc.stderr else ""))
-
-
-def listening_port(pid):
-    """The TCP port a process listens on, from /proc/net/tcp{,6} and its socket inodes."""
-    import os
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            m = re.match(r"socket:\[(\d+)\]", target)
-            if m:
-                inodes.add(m.group(1))
-    except FileNotFoundError:
-        return None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if parts[3] == "0A" and parts[9] in inodes:   # 0A = LISTEN
-                    return int(parts[1].split(":")[1], 16)
-    return None
+    raise SystemExit("uvchatd --echo did not start")
 
 
 def main():
