@@ -118,6 +118,11 @@ public final class Server {
         return limit.rlim_cur > UInt(Int.max) ? Int.max : Int(limit.rlim_cur)
     }
 
+    /// A file on disk that answers 404 is a mystery unless the log says why it was left out.
+    private func logSkippedFiles() {
+        for file in staticFiles.skipped { logger.log(.warn, "static file not served", ["file": file.description]) }
+    }
+
     static let staticFastMaxBytes = 256 * 1024
 
     static func prebuildStaticResponses(_ files: StaticFiles) -> [String: [UInt8]] {
@@ -146,6 +151,7 @@ public final class Server {
         uvc_ignore_sigpipe()
         descriptorLimit = Server.raiseDescriptorLimit()
         baseDescriptors = MetricsText.processStats().1
+        logSkippedFiles()
         let inherited = SocketActivation.inheritedDescriptors()
         if inherited.isEmpty {
             try listen(host: config.host, port: config.port)
@@ -474,6 +480,7 @@ public final class Server {
         do {
             staticFiles = try StaticFiles(root: config.wwwRoot)
             staticFast = Server.prebuildStaticResponses(staticFiles)
+            logSkippedFiles()
             logger.log(.info, "reloaded static files", ["files": String(staticFiles.fileCount)])
         } catch {
             logger.log(.error, "reload failed; keeping the old files", ["error": "\(error)"])
