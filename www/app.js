@@ -1,41 +1,41 @@
 'use strict';
-// The uvchat page. One WebSocket to /ws at a time, speaking PROTOCOL.md version 1. Every text a person or the
-// server supplies is put on the page with textContent, never as HTML.
+// The uvchat page: one WebSocket to /ws at a time, speaking PROTOCOL.md version 1. Every text from a person or
+// the server goes in as text (textContent, text nodes), never as HTML.
 (() => {
-  const MAX_SCALARS = 2000;          // the server's default message limit, in Unicode scalars
-  const INTEREST_WAIT = 5;           // seconds the server waits for a common interest (its default)
-  const TYPING_IDLE_MS = 3000;       // we send typing:false after this much quiet
-  const TYPING_STALE_MS = 6000;      // a stranger's indicator disappears after this much quiet
+  const MAX_SCALARS = 2000;      // the server's default message limit, in Unicode scalars
+  const INTEREST_WAIT = 5;       // seconds the server waits for a common interest (its default)
+  const TYPING_IDLE_MS = 3000;   // we say typing:false after this much quiet
+  const TYPING_STALE_MS = 6000;  // a stranger's indicator goes after this much quiet (a lost false)
   const MAX_TAGS = 5;
+  const NAME = 'uvchat';
 
   const $ = (id) => document.getElementById(id);
   const app = $('app'), startPane = $('start'), chatPane = $('chat'), statusEl = $('status'), noticeEl = $('notice');
   const log = $('log'), typingEl = $('typing'), text = $('text'), sendBtn = $('send'), nextBtn = $('next');
   const counter = $('counter'), onlineEl = $('online'), tagInput = $('interest-input'), tagList = $('tags');
+  const countdownEl = $('countdown'), jumpBtn = $('jump'), soundBox = $('sound'), changeBtn = $('change');
 
-  let ws = null;                     // the one socket, or null
-  let state = 'start';               // start | connecting | waiting | paired | idle | lost
+  let ws = null;             // the one socket, or null
+  let state = 'start';       // start | connecting | waiting | paired | idle | lost
+  let wanted = false;        // the person wants to be queued or chatting (so a lost socket is retried)
   let interests = [];
-  let confirming = false;            // the Stop -> Really? step
-  let attempt = 0;                   // reconnect attempts since the last success
-  let reconnectTimer = 0;
-  let lostChat = false;              // a chat ended because the connection was lost
-  let lastSent = null;               // the last message we sent, to put back if the server refuses it
-  let typingSent = false, typingTimer = 0, strangerTimer = 0;
-  let countdownTimer = 0;
+  let confirming = false;    // the Stop -> Really? step
+  let attempt = 0;           // failed connects since the last open socket
+  let reconnectTimer = 0, countdownTimer = 0, typingTimer = 0, strangerTimer = 0;
+  let lostChat = false;      // a chat ended because the connection was lost
+  let lastSent = null;       // the last message sent, to restore if the server refuses it
+  let typingSent = false;
+  let leftAt = 0;            // when the last partner_left came
   let transcript = [];
   let unread = 0;
   const baseTitle = document.title;
 
   // ---- interests as removable tags ----
-  function normalizeTag(raw) {
-    const t = raw.trim().toLowerCase();
-    return [...t].length >= 1 && [...t].length <= 32 ? t : '';
-  }
   function addTags(raw) {
     for (const piece of raw.split(',')) {
-      const t = normalizeTag(piece);
-      if (t && !interests.includes(t) && interests.length < MAX_TAGS) interests.push(t);
+      const t = piece.trim().toLowerCase();
+      const n = [...t].length;   // the server counts characters, not UTF-16 units
+      if (n >= 1 && n <= 32 && !interests.includes(t) && interests.length < MAX_TAGS) interests.push(t);
     }
     renderTags();
   }
@@ -43,7 +43,7 @@
     tagList.textContent = '';
     for (const t of interests) {
       const li = document.createElement('li');
-      li.append(document.createTextNode(t));
+      li.append(t);
       const x = document.createElement('button');
       x.type = 'button';
       x.textContent = '×';
@@ -52,8 +52,9 @@
       li.append(x);
       tagList.append(li);
     }
-    tagInput.disabled = interests.length >= MAX_TAGS;
-    tagInput.placeholder = interests.length >= MAX_TAGS ? 'Up to 5 interests' : (interests.length ? 'Add another…' : 'music, movies…');
+    const full = interests.length >= MAX_TAGS;
+    tagInput.readOnly = full;
+    tagInput.placeholder = full ? 'That is 5 interests' : (interests.length ? 'Add another…' : 'music, movies…');
   }
   tagInput.addEventListener('keydown', (e) => {
     if ((e.key === 'Enter' || e.key === ',') && tagInput.value.trim()) {
@@ -68,12 +69,13 @@
       renderTags();
     }
   });
-  tagInput.addEventListener('input', () => {
+  tagInput.addEventListener('input', () => {   // a pasted list, or a comma from an on-screen keyboard
     if (tagInput.value.includes(',')) { addTags(tagInput.value); tagInput.value = ''; }
   });
 
   // ---- the log ----
   function nearBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 48; }
+  function toBottom() { log.scrollTop = log.scrollHeight; jumpBtn.hidden = true; }
   function line(kind, who, body) {
     const stick = nearBottom();
     const li = document.createElement('li');
@@ -81,16 +83,20 @@
     if (who) {
       const w = document.createElement('span');
       w.className = 'who';
-      w.textContent = who + ': ';
-      li.append(w);
+      w.textContent = who + ':';
+      li.append(w, ' ');
     }
-    li.append(document.createTextNode(body));
+    li.append(body);
     log.append(li);
     transcript.push((who ? who + ': ' : '') + body);
-    if (stick) log.scrollTop = log.scrollHeight;   // stay put when the person scrolled up to read
+    // Stay put while the person has scrolled up to read; offer a way down instead.
+    if (stick || kind === 'you') toBottom(); else jumpBtn.hidden = false;
     return li;
   }
-  function note(body) { return line('note', '', body); }
+  function note(body, kind) { return line('note' + (kind ? ' ' + kind : ''), '', body); }
+  log.addEventListener('scroll', () => { if (nearBottom()) jumpBtn.hidden = true; });
+  jumpBtn.addEventListener('click', () => { toBottom(); log.focus(); });
+
   function setStatus(s) { statusEl.textContent = s; }
   function setNotice(s) { noticeEl.textContent = s || ''; noticeEl.hidden = !s; }
 
@@ -99,23 +105,22 @@
     state = s;
     app.dataset.state = s;
     confirming = false;
-    const canChat = s === 'paired';
-    sendBtn.disabled = !canChat;
+    sendBtn.disabled = s !== 'paired';
     nextBtn.classList.remove('confirm');
-    nextBtn.textContent = (s === 'paired' || s === 'waiting' || s === 'connecting') ? 'Stop' : 'New';
-    if (s !== 'paired') showStrangerTyping(false);
-    if (s !== 'waiting') clearInterval(countdownTimer);
-  }
-
-  function showChat() {
-    startPane.hidden = true;
-    chatPane.hidden = false;
+    nextBtn.textContent = wanted ? 'Stop' : 'New';
+    nextBtn.classList.toggle('new', !wanted);
+    changeBtn.hidden = wanted;
+    if (s !== 'paired') strangerTyping(false);
+    if (s !== 'waiting') stopCountdown();
   }
 
   function start() {
     if (tagInput.value.trim()) { addTags(tagInput.value); tagInput.value = ''; }
-    showChat();
+    startPane.hidden = true;
+    chatPane.hidden = false;
     lostChat = false;
+    wanted = true;
+    attempt = 0;
     connect();
     text.focus();
   }
@@ -131,7 +136,7 @@
     ws = sock;
     sock.onopen = () => { if (ws === sock) attempt = 0; };
     sock.onmessage = (ev) => { if (ws === sock) onEvent(ev.data); };
-    sock.onclose = () => { if (ws === sock) onLost(); };
+    sock.onclose = (ev) => { if (ws === sock) onLost(ev.code); };
   }
 
   function send(obj) {
@@ -139,33 +144,50 @@
     return false;
   }
 
-  function onLost() {
+  function onLost(code) {
     ws = null;
-    if (state === 'paired') { lostChat = true; note('Connection lost. This chat has ended.'); }
+    typingSent = false;
+    onlineEl.textContent = '–';   // unknown until we are back
+    // A server going away (1001) ends every chat at once, so the partner_left that came just before is the
+    // same loss: treat that chat like our own lost one and come back with the person.
+    if (state === 'paired' || (state === 'idle' && code === 1001 && Date.now() - leftAt < 3000)) {
+      lostChat = true;
+      wanted = true;
+      note('Connection lost. This chat has ended.', 'alert');
+    }
     setState('lost');
-    // Exponential backoff with jitter, one socket at a time.
+    if (!wanted) {   // not looking for anyone: reconnecting would queue them unasked
+      setStatus('Connection lost. Press New to reconnect.');
+      return;
+    }
+    setStatus('Connection lost. Reconnecting…');
+    // Exponential backoff with ±30% jitter: a restarted server is not hit by everyone at once.
     const delay = Math.min(15000, 500 * 2 ** attempt) * (0.7 + Math.random() * 0.6);
     attempt += 1;
-    setStatus('Connection lost. Reconnecting in ' + Math.ceil(delay / 1000) + ' s…');
     reconnectTimer = setTimeout(connect, delay);
   }
+  // Back online (laptop woke up, Wi-Fi returned): try at once instead of waiting out the backoff.
+  window.addEventListener('online', () => { if (state === 'lost' && wanted) { attempt = 0; connect(); } });
 
   function startCountdown() {
-    clearInterval(countdownTimer);
+    stopCountdown();
     if (!interests.length) { setStatus('Looking for someone you can chat with…'); return; }
+    setStatus('Looking for someone who likes ' + interests.join(', ') + '…');
     let left = INTEREST_WAIT;
     const tick = () => {
       if (left > 0) {
-        setStatus('Looking for someone who likes ' + interests.join(', ') + '… (' + left + ' s, then anyone)');
+        countdownEl.textContent = left + ' s, then anyone';
+        countdownEl.hidden = false;
       } else {
-        setStatus('No one with your interests yet. Looking for any stranger…');
-        clearInterval(countdownTimer);
+        stopCountdown();
+        setStatus('No one with your interests yet. Looking for anyone…');
       }
       left -= 1;
     };
     tick();
     countdownTimer = setInterval(tick, 1000);
   }
+  function stopCountdown() { clearInterval(countdownTimer); countdownEl.hidden = true; }
 
   function onEvent(data) {
     let m;
@@ -176,40 +198,44 @@
         break;
       case 'waiting':
         setState('waiting');
-        // The lost-chat notice stays until the next chat begins.
         setNotice(lostChat ? 'Your previous chat ended when the connection was lost.' : '');
         startCountdown();
         break;
       case 'paired': {
         log.textContent = '';
-        transcript = ['uvchat conversation, ' + new Date().toLocaleString()];
+        transcript = [NAME + ' conversation, ' + new Date().toLocaleString()];
+        lastSent = null;
         setState('paired');
-        const common = Array.isArray(m.common) ? m.common : [];
+        const common = Array.isArray(m.common) ? m.common.map(String) : [];
         const hello = common.length ? 'You both like ' + common.join(', ') + '.' : "You're now chatting with a random stranger.";
         setStatus(hello);
         note(hello + ' Say hi!');
         if (lostChat) setNotice('Your previous chat ended when the connection was lost.');
-        else if (m.random && interests.length) setNotice('No one shared your interests, so you were matched with a random stranger.');
+        else if (m.random && interests.length) setNotice('No one shared your interests in time, so you were matched with a random stranger.');
         else setNotice('');
         lostChat = false;
         attention('New stranger');
-        text.focus();
+        if (!('ontouchstart' in window)) text.focus();   // no keyboard popping up on a phone
         break;
       }
       case 'message':
-        showStrangerTyping(false);
+        strangerTyping(false);
         line('them', 'Stranger', String(m.text));
         attention('New message');
         break;
       case 'typing':
-        showStrangerTyping(m.active === true);
+        strangerTyping(m.active === true && state === 'paired');
         break;
       case 'partner_left':
+        wanted = false;
+        leftAt = Date.now();
+        typingSent = false;
+        clearTimeout(typingTimer);
         setState('idle');
         setStatus('Stranger has disconnected.');
-        note('Stranger has disconnected.');
+        note('Stranger has disconnected.', 'alert');
         attention('Stranger left');
-        nextBtn.focus();
+        if (document.activeElement !== text) nextBtn.focus();
         break;
       case 'error':
         refused(m.code, String(m.message || ''));
@@ -217,32 +243,34 @@
     }
   }
 
+  // The server answers only refusals, in order; the most recent message is the one it refused.
   function refused(code, message) {
-    const why = { too_long: 'Your message is too long.', rate_limited: 'You are sending messages too fast.',
+    const why = { too_long: 'Your message is too long.', rate_limited: 'You are sending messages too fast. Wait a moment.',
                   not_paired: "You're not chatting with anyone right now.", bad_request: 'The server did not understand that.' }[code] || message;
-    if (lastSent !== null && code !== 'bad_request') {
-      const item = lastSent.item;
-      if (item) { item.classList.add('refused'); item.append(document.createTextNode(' (not sent)')); }
-      // What the person typed is never lost: it goes back into the box.
-      if (!text.value) text.value = lastSent.text; else if (!text.value.startsWith(lastSent.text)) text.value = lastSent.text + '\n' + text.value;
-      updateCounter();
+    if (lastSent && code !== 'bad_request') {
+      lastSent.item.classList.add('refused');
+      lastSent.item.append(' (not sent)');
+      // What the person typed is never lost: it goes back into the box, before anything typed since.
+      const t = lastSent.text;
+      if (!text.value) text.value = t; else if (!text.value.startsWith(t)) text.value = t + '\n' + text.value;
       lastSent = null;
+      updateCounter();
     }
-    line('note refused', '', 'Not sent: ' + why);
+    note('Not sent: ' + why, 'refused');
   }
 
   // ---- typing ----
-  function showStrangerTyping(on) {
+  function strangerTyping(on) {
     clearTimeout(strangerTimer);
-    typingEl.hidden = !on;
-    if (on) strangerTimer = setTimeout(() => { typingEl.hidden = true; }, TYPING_STALE_MS);
+    typingEl.textContent = on ? 'Stranger is typing…' : '';
+    if (on) strangerTimer = setTimeout(() => { typingEl.textContent = ''; }, TYPING_STALE_MS);
   }
   function typed() {
     if (state !== 'paired') return;
-    if (!typingSent && text.value) { typingSent = send({ type: 'typing', active: true }); }
     clearTimeout(typingTimer);
+    if (!text.value) { stopTyping(); return; }
+    if (!typingSent) typingSent = send({ type: 'typing', active: true });
     typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
-    if (!text.value) stopTyping();
   }
   function stopTyping() {
     clearTimeout(typingTimer);
@@ -250,36 +278,37 @@
   }
 
   // ---- sending ----
-  function scalars(s) { let n = 0; for (const _ of s) n += 1; return n; }
+  function scalars(s) { let n = 0; for (const _ of s) n += 1; return n; }   // code points, as the server counts
   function updateCounter() {
     const n = scalars(text.value);
     counter.hidden = n < MAX_SCALARS * 0.9;
     counter.textContent = n + ' / ' + MAX_SCALARS;
     counter.classList.toggle('over', n > MAX_SCALARS);
-    text.style.height = 'auto';
-    text.style.height = Math.min(text.scrollHeight + 2, 128) + 'px';
+    // Grow with the text; an empty box (or one not laid out yet) keeps its one-row height.
+    text.style.height = '';
+    if (text.value && text.scrollHeight > text.clientHeight) text.style.height = Math.min(text.scrollHeight + 2, 128) + 'px';
   }
   function submit() {
     const t = text.value;
     if (!t.trim()) return;
-    if (state !== 'paired') { note("You're not chatting with anyone right now. Your message is still in the box."); return; }
-    if (scalars(t) > MAX_SCALARS) { note('Your message is too long (' + scalars(t) + ' / ' + MAX_SCALARS + '). Shorten it and send again.'); return; }
-    if (!send({ type: 'message', text: t })) { note('Not connected. Your message is still in the box.'); return; }
+    if (state !== 'paired') { note("You're not chatting with anyone right now. Your message is still in the box.", 'refused'); return; }
+    const n = scalars(t);
+    if (n > MAX_SCALARS) { note('Your message is too long (' + n + ' / ' + MAX_SCALARS + '). Shorten it and send again.', 'refused'); return; }
+    if (!send({ type: 'message', text: t })) { note('Not connected. Your message is still in the box.', 'refused'); return; }
     lastSent = { text: t, item: line('you', 'You', t) };
     text.value = '';
-    typingSent = false;      // the stranger's page clears its indicator on our message
-    clearTimeout(typingTimer);
+    stopTyping();
     updateCounter();
   }
-  $('composer').addEventListener('submit', (e) => { e.preventDefault(); submit(); });
+  $('composer').addEventListener('submit', (e) => { e.preventDefault(); submit(); text.focus(); });
   text.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
   });
   text.addEventListener('input', () => { updateCounter(); typed(); });
 
-  // ---- next / stop, with Esc ----
+  // ---- one button for Stop -> Really? -> New, and Esc ----
   function nextAction() {
-    if (state === 'paired' || state === 'waiting' || state === 'connecting') {
+    if (wanted) {
       if (!confirming) {
         confirming = true;
         nextBtn.textContent = 'Really?';
@@ -287,15 +316,29 @@
         return;
       }
       stopTyping();
-      if (state === 'connecting') { const s = ws; ws = null; if (s) s.close(); setState('idle'); setStatus('Stopped.'); return; }
+      wanted = false;
       const was = state;
+      if (was === 'connecting' || was === 'lost') {
+        const s = ws;
+        ws = null;
+        clearTimeout(reconnectTimer);
+        if (s) s.close();
+        setState('lost');
+        setStatus('Stopped. Press New to look again.');
+        return;
+      }
       send({ type: 'stop' });
-      if (was === 'paired') note('You have disconnected.');
       setState('idle');
-      setStatus(was === 'paired' ? 'You left the chat. Press New (or Esc) to meet someone else.' : 'Stopped looking. Press New (or Esc) to look again.');
+      if (was === 'paired') {
+        note('You have disconnected.', 'alert');
+        setStatus('You have disconnected. Press New (or Esc) to meet someone else.');
+      } else {
+        setStatus('Stopped looking. Press New (or Esc) to look again.');
+      }
       return;
     }
-    // idle or lost: New, with the same interests.
+    // New, with the same interests: the same socket when it is open, else a fresh one.
+    wanted = true;
     setNotice('');
     if (ws && ws.readyState === WebSocket.OPEN) {
       send({ type: 'next' });
@@ -308,16 +351,32 @@
   }
   nextBtn.addEventListener('click', nextAction);
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape' && !chatPane.hidden) { e.preventDefault(); nextAction(); }
+    if (e.key === 'Escape' && !chatPane.hidden && !e.isComposing) { e.preventDefault(); nextAction(); }
   });
-  nextBtn.addEventListener('blur', () => { if (confirming) setState(state); });
+  nextBtn.addEventListener('blur', () => {   // leaving the button forgets the confirm step
+    if (confirming) { confirming = false; nextBtn.textContent = 'Stop'; nextBtn.classList.remove('confirm'); }
+  });
 
-  // ---- a hidden tab hears about new messages ----
+  // Back to the start screen to change interests; only offered while not queued.
+  changeBtn.addEventListener('click', () => {
+    const s = ws;
+    ws = null;
+    clearTimeout(reconnectTimer);
+    if (s) s.close();
+    setState('start');
+    setNotice('');
+    chatPane.hidden = true;
+    startPane.hidden = false;
+    tagInput.focus();
+    refreshOnline();
+  });
+
+  // ---- a hidden tab shows news in its title (and beeps, if asked to) ----
   function attention(what) {
     if (!document.hidden) return;
     unread += 1;
-    document.title = '(' + unread + ') ' + what + ' – ' + baseTitle;
-    if ($('sound').checked) beep();
+    document.title = '(' + unread + ') ' + what + ' – ' + NAME;
+    if (soundBox.checked) beep();
   }
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) { unread = 0; document.title = baseTitle; }
@@ -326,23 +385,29 @@
   function beep() {
     try {
       audio = audio || new AudioContext();
-      const o = audio.createOscillator(), g = audio.createGain();
+      const o = audio.createOscillator(), g = audio.createGain(), t = audio.currentTime;
       o.frequency.value = 660;
-      g.gain.setValueAtTime(0.08, audio.currentTime);
-      g.gain.exponentialRampToValueAtTime(0.0001, audio.currentTime + 0.25);
+      g.gain.setValueAtTime(0.08, t);
+      g.gain.exponentialRampToValueAtTime(0.0001, t + 0.25);
       o.connect(g).connect(audio.destination);
       o.start();
-      o.stop(audio.currentTime + 0.25);
+      o.stop(t + 0.25);
     } catch { /* no audio: the title still tells */ }
   }
+  try { soundBox.checked = localStorage.getItem('uvchat.sound') === '1'; } catch { /* storage off */ }
+  soundBox.addEventListener('change', () => {
+    // The first beep needs an AudioContext made during a user gesture, so make it now.
+    if (soundBox.checked && !audio) try { audio = new AudioContext(); } catch { /* none */ }
+    try { localStorage.setItem('uvchat.sound', soundBox.checked ? '1' : '0'); } catch { /* storage off */ }
+  });
 
   // ---- save the conversation, in the browser only ----
   $('save').addEventListener('click', () => {
-    const blob = new Blob([transcript.join('\n') + '\n'], { type: 'text/plain;charset=utf-8' });
+    const lines = transcript.length ? transcript : [NAME + ': nothing said yet'];
+    const blob = new Blob([lines.join('\n') + '\n'], { type: 'text/plain;charset=utf-8' });
     const a = document.createElement('a');
-    const d = new Date();
-    const pad = (n) => String(n).padStart(2, '0');
-    a.download = 'uvchat-' + d.getFullYear() + pad(d.getMonth() + 1) + pad(d.getDate()) + '-' + pad(d.getHours()) + pad(d.getMinutes()) + '.txt';
+    const d = new Date(), pad = (n) => String(n).padStart(2, '0');
+    a.download = NAME + '-' + d.getFullYear() + pad(d.getMonth() + 1) + pad(d.getDate()) + '-' + pad(d.getHours()) + pad(d.getMinutes()) + '.txt';
     a.href = URL.createObjectURL(blob);
     document.body.append(a);
     a.click();
@@ -350,18 +415,31 @@
     setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   });
 
+  // ---- keep the composer above an on-screen keyboard where `interactive-widget` is not honoured ----
+  const vv = window.visualViewport;
+  if (vv) {
+    vv.addEventListener('resize', () => {
+      const stick = nearBottom();
+      const covered = vv.scale < 1.01 && vv.height < window.innerHeight - 1;
+      app.style.height = covered ? vv.height + 'px' : '';
+      if (covered) window.scrollTo(0, 0);
+      if (stick) toBottom();
+    });
+  }
+
   $('start-button').addEventListener('click', start);
   renderTags();
   updateCounter();
-  // The start screen shows how many people are online (GET /online), refreshed while it is shown.
+  // The start screen shows how many people are online (GET /online: joining /ws would queue at once).
+  let onlineTimer = 0;
   async function refreshOnline() {
-    if (!startPane.hidden) {
-      try {
-        const r = await fetch('/online', { cache: 'no-store' });
-        if (r.ok) onlineEl.textContent = String((await r.json()).count);
-      } catch { /* offline: the count stays as it was */ }
-      setTimeout(refreshOnline, 10000);
-    }
+    clearTimeout(onlineTimer);
+    if (startPane.hidden) return;
+    try {
+      const r = await fetch('/online', { cache: 'no-store' });
+      if (r.ok) onlineEl.textContent = String((await r.json()).count);
+    } catch { /* offline: the count stays as it was */ }
+    onlineTimer = setTimeout(refreshOnline, 10000);
   }
   refreshOnline();
 })();
