@@ -31,6 +31,7 @@ test: test-deps venv
 	swift build -j $(JOBS) --build-tests
 	swift test -j $(JOBS) --skip-build
 	swift build -c release -j $(JOBS) --product uvchatd
+	swift build -c release -j $(JOBS) --product uvchat-bench
 	$(MAKE) --no-print-directory e2e conformance asan-smoke
 	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
 
