@@ -40,7 +40,7 @@ enum Interests {
         while let b = it.next() {
             switch b {
             case UInt8(ascii: "%"):
-                guard let h = it.next(), let l = it.next(), let hi = hexValue(h), let lo = hexValue(l) else { return nil }
+                guard let h = it.next(), let l = it.next(), let hi = HexDigit.value(h), let lo = HexDigit.value(l) else { return nil }
                 bytes.append(hi << 4 | lo)
             case UInt8(ascii: "+"):
                 bytes.append(0x20)
@@ -56,14 +56,5 @@ enum Interests {
         while let c = t.first, c.isWhitespace { t.removeFirst() }
         while let c = t.last, c.isWhitespace { t.removeLast() }
         return t
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -20,7 +20,7 @@ enum StaticPath {
                 continue
             }
             if b == UInt8(ascii: "%") {
-                guard let high = it.next().flatMap(hexValue), let low = it.next().flatMap(hexValue) else { return nil }
+                guard let high = it.next().flatMap(HexDigit.value), let low = it.next().flatMap(HexDigit.value) else { return nil }
                 byte = high << 4 | low
                 // Decoded, a slash would split a segment after the dot checks saw it whole.
                 if byte == UInt8(ascii: "/") { return nil }
@@ -38,14 +38,5 @@ enum StaticPath {
             out.append(contentsOf: "/index.html".utf8)
         }
         return String(validating: out, as: UTF8.self)
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b &- UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b &- UInt8(ascii: "a") &+ 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b &- UInt8(ascii: "A") &+ 10
-        default: nil
-        }
     }
 }

@@ -1,0 +1,11 @@
+/// The value of one hexadecimal digit, for percent-decoding (request paths, the interests query).
+enum HexDigit {
+    static func value(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): b &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): b &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): b &- UInt8(ascii: "A") &+ 10
+        default: nil
+        }
+    }
+}
