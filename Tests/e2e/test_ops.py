@@ -336,6 +336,8 @@ def test_metrics_pass_promtool_and_name_the_families(server_factory):
     assert "# TYPE uvchat_loop_lag_seconds histogram" in text
     assert re.search(r"^uvchat_pairs_total 1$", text, re.M)
     assert re.search(r"^uvchat_messages_relayed_total 1$", text, re.M)
+    assert re.search(r'^uvchat_upgrades_total\{endpoint="ws"\} [1-9]', text, re.M)
+    assert re.search(r"^uvchat_sent_frames_total [1-9]", text, re.M)
     assert int(re.search(r"^process_resident_memory_bytes (\d+)$", text, re.M).group(1)) > 1 << 20
     assert int(re.search(r"^process_open_fds (\d+)$", text, re.M).group(1)) >= 3
 

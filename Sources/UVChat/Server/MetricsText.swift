@@ -24,7 +24,12 @@ enum MetricsText {
         counter("uvchat_write_errors_total", "Socket write errors.", m.writeErrors)
         counter("uvchat_received_bytes_total", "Bytes read from clients.", m.bytesIn)
         counter("uvchat_sent_bytes_total", "Bytes written to clients.", m.bytesOut)
+        counter("uvchat_received_frames_total", "WebSocket data messages received.", m.framesIn)
+        counter("uvchat_sent_frames_total", "WebSocket frames queued for clients.", m.framesOut)
+        metric("uvchat_upgrades_total", "counter", "WebSocket upgrades accepted, by endpoint.",
+               [("endpoint=\"ws\"", String(m.chatUpgrades)), ("endpoint=\"echo\"", String(m.echoUpgrades))])
         counter("uvchat_http_requests_total", "HTTP requests parsed.", m.httpRequests)
+        counter("uvchat_http_not_found_total", "Static requests answered 404.", m.httpNotFound)
         counter("uvchat_http_errors_total", "HTTP requests answered with an error status.", m.httpErrors)
         counter("uvchat_handshake_rejected_total", "WebSocket upgrades refused.", m.handshakeRejected)
         counter("uvchat_handshake_timeouts_total", "Connections closed for not finishing a request head in time.", m.handshakeTimeouts)
