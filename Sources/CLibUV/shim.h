@@ -2,8 +2,14 @@
 #define UVCHAT_CLIBUV_SHIM_H
 
 #include <uv.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 /* libuv's handle types share a common prefix; C code casts between them freely.
    Swift cannot, so these helpers do the casts in one reviewed place. */
@@ -18,6 +24,7 @@ static inline uv_handle_t *uvc_check_as_handle(uv_check_t *h) { return (uv_handl
 static inline uv_handle_t *uvc_prepare_as_handle(uv_prepare_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *uvc_udp_as_handle(uv_udp_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *uvc_async_as_handle(uv_async_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *uvc_poll_as_handle(uv_poll_t *h) { return (uv_handle_t *)h; }
 
 static inline const struct sockaddr *uvc_sockaddr_in(const struct sockaddr_in *a) { return (const struct sockaddr *)a; }
 static inline const struct sockaddr *uvc_sockaddr_in6(const struct sockaddr_in6 *a) { return (const struct sockaddr *)a; }
@@ -25,5 +32,82 @@ static inline const struct sockaddr *uvc_sockaddr_storage(const struct sockaddr_
 
 /* SIG_IGN is a macro cast Swift cannot import. */
 static inline void uvc_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+/* Sockets driven through uv_poll_t: the few system calls the server makes itself, each returning what libuv's own
+   calls return (a count, or a negative error that is -errno, the UV_E* value on Unix). EINTR is retried here. */
+
+/* Declared here because glibc shows accept4 only under _GNU_SOURCE, which a module import cannot set. */
+extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+/* A non-blocking, close-on-exec listening socket bound to `addr`, or -errno. */
+static inline int uvc_listen_socket(const struct sockaddr *addr, int backlog) {
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int on = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* An inherited listening socket (socket activation): non-blocking and listening, or -errno. */
+static inline int uvc_adopt_listen_socket(int fd, int backlog) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (listen(fd, backlog) != 0) return -errno;
+    return 0;
+}
+
+/* One accepted connection, non-blocking and close-on-exec, with its peer address; or -errno (-EAGAIN: none). */
+static inline int uvc_accept(int fd, struct sockaddr_storage *peer) {
+    for (;;) {
+        socklen_t len = sizeof *peer;
+        int r = accept4(fd, (struct sockaddr *)peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (r >= 0) return r;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+static inline int uvc_local_port(int fd) {
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) != 0) return -errno;
+    if (a.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&a)->sin_port);
+}
+
+static inline void uvc_nodelay(int fd) {
+    int on = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+}
+
+static inline long uvc_recv(int fd, void *buf, size_t len) {
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n >= 0) return (long)n;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+/* MSG_NOSIGNAL: a peer that is gone is an EPIPE for this call, never a SIGPIPE for the process. */
+static inline long uvc_send(int fd, const void *buf, size_t len) {
+    for (;;) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n >= 0) return (long)n;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+static inline int uvc_shutdown_write(int fd) { return shutdown(fd, SHUT_WR) == 0 ? 0 : -errno; }
+
+static inline int uvc_close_fd(int fd) { return close(fd) == 0 ? 0 : -errno; }
+
+/* A descriptor held in reserve, given up for a moment to accept and drop connections when none is left. */
+static inline int uvc_reserve_fd(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 #endif

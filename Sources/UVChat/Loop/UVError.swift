@@ -16,6 +16,9 @@ struct UVError: Error, Equatable, CustomStringConvertible {
     static let addressInUse = UVError(Int32(UV_EADDRINUSE.rawValue))
     static let tooManyOpenFiles = UVError(Int32(UV_EMFILE.rawValue))
     static let tooManyOpenFilesSystem = UVError(Int32(UV_ENFILE.rawValue))
+    static let connectionAborted = UVError(Int32(UV_ECONNABORTED.rawValue))
+    static let noBufferSpace = UVError(Int32(UV_ENOBUFS.rawValue))
+    static let outOfMemory = UVError(Int32(UV_ENOMEM.rawValue))
 
     /// Turns a libuv return value into a thrown error when it is negative.
     @discardableResult

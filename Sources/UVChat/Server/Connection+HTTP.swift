@@ -4,34 +4,35 @@ extension Connection {
     /// Parse request heads from `input[start...]` and answer each in order (pipelining keeps order because every
     /// answer is produced synchronously, here).
     func handleHTTP(_ input: UnsafeMutableRawBufferPointer, from start: Int) {
+        guard let http else { return }
         var offset = start
         while offset < input.count && phase == .http && !isClosed {
-            if discardBody > 0 {
-                let skip = min(discardBody, input.count - offset)
-                discardBody -= skip
+            if http.discardBody > 0 {
+                let skip = min(http.discardBody, input.count - offset)
+                http.discardBody -= skip
                 offset += skip
                 continue
             }
             if outstandingBytes > Server.httpPipelineHighWater {
                 // The client is not reading its answers: keep the rest of its requests for later.
-                stash.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[offset...]))
+                http.stash.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[offset...]))
                 pauseReading()
                 return
             }
             let rest = UnsafeRawBufferPointer(rebasing: input[offset...])
-            switch httpParser.parse(rest) {
+            switch http.parser.parse(rest) {
             case .needMore:
-                headInProgress = true
+                http.headInProgress = true
                 return
             case .error(let status):
                 server.metrics.httpErrors &+= 1
                 sendHTTPError(status, isHead: false)
                 return
             case .head(let head, let consumed):
-                headInProgress = false
+                http.headInProgress = false
                 offset += consumed
-                httpParser.reset()
-                discardBody = head.contentLength
+                http.parser.reset()
+                http.discardBody = head.contentLength
                 handleRequest(head)
                 if phase == .chat || phase == .echo {
                     // Bytes after the upgrade head are the first WebSocket frames.
@@ -90,9 +91,8 @@ extension Connection {
         default:
             if head.method == .get && keepAlive, let whole = server.staticFast[head.path],
                head.header("if-none-match") == nil && head.header("if-modified-since") == nil {
-                pending.append(contentsOf: whole)
-                markDirty()
-                httpDeadline = server.nowMillis + server.keepAliveTimeoutMillis
+                enqueue(whole)
+                http?.deadline = server.nowMillis + server.keepAliveTimeoutMillis
                 return
             }
             let answer = server.staticFiles.respond(rawPath: head.path,
@@ -115,7 +115,7 @@ extension Connection {
         if !isHead && status != .notModified { out.append(contentsOf: body) }
         enqueue(out)
         if keepAlive {
-            httpDeadline = server.nowMillis + server.keepAliveTimeoutMillis
+            http?.deadline = server.nowMillis + server.keepAliveTimeoutMillis
         } else {
             finish()
         }
@@ -156,7 +156,7 @@ extension Connection {
         var out: [UInt8] = []
         WebSocketHandshake.writeSwitchingProtocols(accept: accept, into: &out)
         enqueue(out)
-        stash = []
+        http = nil
         lastSeen = server.nowMillis
         let cap = target == .chat ? server.config.maxMessageBytes : server.config.echoMaxMessageBytes
         wsParser = WebSocketParser(maxMessageBytes: cap)

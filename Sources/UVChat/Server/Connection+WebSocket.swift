@@ -60,6 +60,7 @@ extension Connection {
     func sendFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) {
         guard !isClosed else { return }
         var header: (UInt64, UInt64) = (0, 0)
+        prepareOutput()
         withUnsafeMutableBytes(of: &header) { h in
             let n = WebSocketFrameEncoder.writeHeader(opcode: opcode, payloadLength: payload.count, into: h.baseAddress!)
             pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
@@ -73,6 +74,7 @@ extension Connection {
     @inline(__always)
     func sendPrebuilt(_ frame: [UInt8]) {
         guard !isClosed else { return }
+        prepareOutput()
         pending.append(contentsOf: frame)
         server.metrics.framesOut &+= 1
         markDirty()
@@ -95,7 +97,7 @@ extension Connection {
     /// peer's, up to the close timeout.
     func startClosingHandshake(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil) {
         guard !isClosed, !sentClose else { return }
-        if dropPending { pending.removeAll(keepingCapacity: false) }
+        if dropPending { dropUnsentFrames() }
         if phase == .chat || countedAsChat { leavePhase() }
         server.metrics.closeSent[code.rawValue, default: 0] &+= 1
         var out: [UInt8] = []

@@ -3,12 +3,36 @@ import CLibUV
 import Glibc
 #endif
 
-/// One accepted TCP socket: its libuv handle, its protocol state and its outgoing bytes.
+/// What only an HTTP connection needs: the request parser and its buffer, the head and keep-alive deadline, and
+/// input held back while the client does not read its answers. Dropped at the upgrade, so a WebSocket carries none
+/// of it.
+final class HTTPState {
+    var parser: HTTPRequestParser
+    /// ms (uv_now): the head must be complete by then, or the keep-alive idle ends.
+    var deadline: UInt64
+    /// Part of a request head has arrived.
+    var headInProgress = false
+    /// Request body bytes still to skip.
+    var discardBody = 0
+    /// Unparsed input kept while reading is paused for backpressure.
+    var stash: [UInt8] = []
+
+    init(limits: HTTPLimits, deadline: UInt64) {
+        parser = HTTPRequestParser(limits: limits)
+        self.deadline = deadline
+    }
+}
+
+/// One accepted TCP socket: its descriptor, the libuv poll handle that watches it, its protocol state and its
+/// outgoing bytes.
 ///
-/// The handle is heap-allocated and freed only in the `uv_close` callback. The handle's `data` holds a retained
-/// reference to this object from `start()` until that callback, so the object outlives every libuv callback.
+/// The server reads and writes the socket itself (recv and send into the loop's shared read buffer and the
+/// connection's output) and asks libuv only for readiness, through a `uv_poll_t`: 160 bytes against 248 for a
+/// `uv_tcp_t`, and no stream machinery per connection. The handle is heap-allocated and freed only in the
+/// `uv_close` callback, which also closes the descriptor. The handle's `data` holds a retained reference to this
+/// object from `start()` until that callback, so the object outlives every libuv callback.
 final class Connection {
-    enum Phase: Equatable {
+    enum Phase: UInt8 {
         case http
         case chat
         case echo
@@ -18,80 +42,114 @@ final class Connection {
 
     // The server outlives every connection (connections live inside its loop), so no reference counting here.
     unowned(unsafe) let server: Server
+    let poll: UnsafeMutablePointer<uv_poll_t>
+    var handle: UnsafeMutablePointer<uv_handle_t> { uvc_poll_as_handle(poll) }
+    let fd: Int32
     let id: PeerID
-    let tcp: UnsafeMutablePointer<uv_tcp_t>
-    var stream: UnsafeMutablePointer<uv_stream_t> { uvc_tcp_as_stream(tcp) }
-    var handle: UnsafeMutablePointer<uv_handle_t> { uvc_tcp_as_handle(tcp) }
+    /// The events asked of libuv now (UV_READABLE, UV_WRITABLE), so that a change costs one epoll_ctl and no
+    /// change costs nothing.
+    private var pollEvents: Int32 = 0
 
     var phase: Phase = .http
     var address: ClientAddress = .unknown
 
-    // HTTP
-    var httpParser: HTTPRequestParser
-    var httpDeadline: UInt64 = 0            // ms (uv_now): the head must be complete, or the keep-alive idle ends
-    var headInProgress = false              // part of a request head has arrived
-    var discardBody = 0                     // request body bytes still to skip
-    var stash: [UInt8] = []                 // unparsed input kept while paused for backpressure
+    // HTTP, until the upgrade
+    var http: HTTPState?
 
     // WebSocket
     var wsParser: WebSocketParser? = nil
     var lastSeen: UInt64 = 0                // ms: last complete frame from the peer (a trickled frame is not life)
-    var pingOutstanding = false
-    var sentClose = false
     var closeDeadline: UInt64 = 0
-    var countedAsChat = false
 
     // Chat
     unowned(unsafe) var partner: Connection? = nil
     var interests: [String] = []
-    var lastOnline: Int32 = -1              // the online count this client was last told
     var bucket = TokenBucket(tokens: 0, at: 0)
+    var lastOnline: Int32 = -1              // the online count this client was last told
 
-    // Output: `pending` collects frames during a loop iteration; one write at a time is in flight.
+    // Output: `pending` collects frames during a loop iteration and is written once at its end. Its storage is
+    // lent by the server while bytes wait and handed back once they are all written, so an idle connection holds
+    // no buffer. `sent` counts the bytes at its front already written while the kernel buffer was full.
     var pending: [UInt8] = []
-    var inFlightBytes = 0
+    var sent = 0
+    /// While waiting for writable: the end of the bytes already offered to the kernel, always a frame boundary
+    /// (every append is whole frames), so the frames after it can be dropped without cutting one in two.
+    private var offered = 0
+
+    var pingOutstanding = false
+    var sentClose = false
+    var countedAsChat = false
     var isDirty = false
     var readPaused = false
+    /// The kernel took only part of `pending`; the rest goes when the socket is writable.
+    var waitingWritable = false
     /// After everything queued is written, shut down the write side and close.
     var finishAfterFlush = false
     var isShutdown = false
     var peerEOF = false
     var isClosed = false
 
-    init(server: Server, id: PeerID, limits: HTTPLimits) {
+    init(server: Server, id: PeerID, fd: Int32, http: HTTPState) {
         self.server = server
         self.id = id
-        self.tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
-        self.httpParser = HTTPRequestParser(limits: limits)
+        self.fd = fd
+        self.http = http
+        self.poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
     }
 
     /// Bytes accepted for this peer that the kernel has not taken yet.
-    var outstandingBytes: Int { pending.count + inFlightBytes }
+    var outstandingBytes: Int { pending.count - sent }
 
     var isOpenWebSocket: Bool { (phase == .chat || phase == .echo) && !sentClose }
 
-    // MARK: - Reading
+    // MARK: - Readiness
 
-    func startReading() -> Bool {
-        let rc = uv_read_start(stream, Connection.onAlloc, Connection.onRead)
+    /// Asks libuv for what this connection waits for now: readable unless reading is paused or the peer has
+    /// finished sending, writable while output waits for room in the kernel. Returns false if libuv refused.
+    @discardableResult
+    func updatePoll() -> Bool {
+        guard !isClosed else { return true }
+        var events: Int32 = 0
+        if !readPaused && !peerEOF { events |= Int32(UV_READABLE.rawValue) }
+        if waitingWritable { events |= Int32(UV_WRITABLE.rawValue) }
+        if events == pollEvents { return true }
+        pollEvents = events
+        let rc = events == 0 ? uv_poll_stop(poll) : uv_poll_start(poll, events, Connection.onPoll)
         return rc == 0
     }
 
-    static let onAlloc: uv_alloc_cb = { handle, _, buf in
+    static let onPoll: uv_poll_cb = { handle, status, events in
         let conn = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-        let rb = conn.server.readBuffer
-        buf!.pointee = uv_buf_init(rb.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(rb.count))
+        if status < 0 {
+            conn.server.metrics.readErrors &+= 1
+            conn.closeNow()
+            return
+        }
+        if events & Int32(UV_WRITABLE.rawValue) != 0 { conn.writeOut() }
+        if events & Int32(UV_READABLE.rawValue) != 0 { conn.readAvailable() }
     }
 
-    static let onRead: uv_read_cb = { stream, nread, _ in
-        let conn = Unmanaged<Connection>.fromOpaque(stream!.pointee.data).takeUnretainedValue()
-        if nread > 0 {
-            let input = UnsafeMutableRawBufferPointer(rebasing: conn.server.readBuffer[0..<Int(nread)])
-            conn.received(input)
-        } else if nread < 0 {
-            conn.peerClosed(UVError(Int32(nread)))
+    // MARK: - Reading
+
+    /// Reads into the loop's one read buffer and handles each read before the next. A read that fills the buffer
+    /// is followed by another, up to a bound, so that one fast sender cannot hold the loop.
+    func readAvailable() {
+        let buffer = server.readBuffer
+        var rounds = 0
+        while !isClosed && !readPaused && !peerEOF {
+            let n = uvc_recv(fd, buffer.baseAddress, buffer.count)
+            if n > 0 {
+                received(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n]))
+                rounds += 1
+                if n < buffer.count || rounds == 16 { return }
+            } else if n == 0 {
+                peerClosed(.eof)
+                return
+            } else {
+                if n != Int(UVError.again.code) { peerClosed(UVError(Int32(n))) }
+                return
+            }
         }
-        // nread == 0 is EAGAIN, not EOF: nothing to do.
     }
 
     func received(_ input: UnsafeMutableRawBufferPointer) {
@@ -115,19 +173,19 @@ final class Connection {
     func pauseReading() {
         guard !readPaused, !isClosed else { return }
         readPaused = true
-        _ = uv_read_stop(stream)
+        if !updatePoll() { closeNow() }
     }
 
     func resumeReading() {
         guard readPaused, !isClosed else { return }
         readPaused = false
-        if !stash.isEmpty {
-            var saved = stash
-            stash = []
+        if let http, !http.stash.isEmpty {
+            var saved = http.stash
+            http.stash = []
             saved.withUnsafeMutableBytes { handleHTTP($0, from: 0) }
             if readPaused || isClosed { return }
         }
-        if uv_read_start(stream, Connection.onAlloc, Connection.onRead) != 0 { closeNow() }
+        if !updatePoll() { closeNow() }
     }
 
     /// EOF or a read error: the peer is gone (a partner counts as gone from the moment its TCP close is seen).
@@ -139,9 +197,12 @@ final class Connection {
         }
         // A half-close: the peer will read no more requests from us only after our answers, so write them first.
         peerEOF = true
-        _ = uv_read_stop(stream)
         readPaused = false
-        stash = []
+        http?.stash = []
+        if !updatePoll() {
+            closeNow()
+            return
+        }
         if phase != .closing { leavePhase() }
         phase = .closing
         finishAfterFlush = true
@@ -159,63 +220,85 @@ final class Connection {
         }
     }
 
+    /// Borrow an output buffer from the server before the first append of a batch.
+    @inline(__always)
+    func prepareOutput() {
+        if pending.capacity == 0 { server.lendOutputBuffer(&pending) }
+    }
+
     func enqueue(_ bytes: UnsafeRawBufferPointer) {
         guard !isClosed else { return }
+        prepareOutput()
         pending.append(contentsOf: bytes)
         markDirty()
     }
 
     func enqueue(_ bytes: [UInt8]) {
         guard !isClosed else { return }
+        prepareOutput()
         pending.append(contentsOf: bytes)
         markDirty()
     }
 
-    /// Try to hand `pending` to the kernel at once; queue the rest as the single write in flight.
+    /// The end of the loop iteration: write what this iteration queued, unless earlier output still waits for
+    /// the socket to become writable (then it follows that output).
     func flush() {
         isDirty = false
-        guard !isClosed, inFlightBytes == 0 else { return }
+        guard !isClosed, !waitingWritable else { return }
         if pending.isEmpty {
             allFlushed()
             return
         }
+        writeOut()
+    }
+
+    /// Hands the kernel as much of `pending` as it takes; the rest waits for the socket to become writable.
+    func writeOut() {
+        guard !isClosed else { return }
         let total = pending.count
-        let written: Int32 = pending.withUnsafeMutableBytes { raw in
-            var buf = uv_buf_init(raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(raw.count))
-            return uv_try_write(stream, &buf, 1)
+        if sent < total {
+            let n = pending.withUnsafeBytes { raw in uvc_send(fd, raw.baseAddress! + sent, total - sent) }
+            if n < 0 && n != Int(UVError.again.code) {
+                server.metrics.writeErrors &+= 1
+                closeNow()
+                return
+            }
+            if n > 0 {
+                sent += n
+                server.metrics.bytesOut &+= UInt64(n)
+            }
         }
-        var done = 0
-        if written >= 0 {
-            done = Int(written)
-        } else if written != UVError.again.code {
-            server.metrics.writeErrors &+= 1
-            closeNow()
-            return
-        }
-        server.metrics.bytesOut &+= UInt64(done)
-        if done == total {
-            releasePendingIfLarge()
-            pending.removeAll(keepingCapacity: true)
+        if sent == total {
+            sent = 0
+            offered = 0
+            server.recycleOutputBuffer(&pending)
+            if waitingWritable {
+                waitingWritable = false
+                if !updatePoll() {
+                    closeNow()
+                    return
+                }
+            }
             allFlushed()
             return
         }
-        // The kernel buffer is full: copy the rest into a block that lives until the write callback.
-        let rest = total - done
-        let block = UnsafeMutableRawPointer.allocate(byteCount: rest, alignment: 1)
-        pending.withUnsafeBytes { raw in block.copyMemory(from: raw.baseAddress! + done, byteCount: rest) }
-        pending.removeAll(keepingCapacity: true)
-        let req = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
-        req.pointee.data = block
-        var buf = uv_buf_init(block.assumingMemoryBound(to: CChar.self), UInt32(rest))
-        let rc = uv_write(req, stream, &buf, 1, Connection.onWrite)
-        if rc != 0 {
-            block.deallocate()
-            req.deallocate()
-            server.metrics.writeErrors &+= 1
-            closeNow()
-            return
+        offered = total
+        // Written bytes at the front are dropped once they are most of a big buffer, so a slow reader that keeps
+        // up in the end does not pin them.
+        if sent >= 64 * 1024 && sent * 2 >= total {
+            pending.removeSubrange(0..<sent)
+            offered -= sent
+            sent = 0
         }
-        inFlightBytes = rest
+        if !waitingWritable {
+            waitingWritable = true
+            if !updatePoll() { closeNow() }
+        }
+    }
+
+    /// Forget the queued frames that no write has reached yet (a frame the kernel took part of is kept whole).
+    func dropUnsentFrames() {
+        if pending.count > offered { pending.removeSubrange(offered...) }
     }
 
     private func allFlushed() {
@@ -226,33 +309,9 @@ final class Connection {
         }
     }
 
-    static let onWrite: uv_write_cb = { req, status in
-        let block = req!.pointee.data!
-        let stream = req!.pointee.handle!
-        block.deallocate()
-        req!.deallocate()
-        let conn = Unmanaged<Connection>.fromOpaque(stream.pointee.data).takeUnretainedValue()
-        conn.server.metrics.bytesOut &+= UInt64(conn.inFlightBytes)
-        conn.inFlightBytes = 0
-        if conn.isClosed { return }   // UV_ECANCELED after uv_close
-        if status < 0 {
-            conn.server.metrics.writeErrors &+= 1
-            conn.closeNow()
-            return
-        }
-        conn.flush()
-    }
-
-    /// An idle connection should hold no large buffer.
-    @inline(__always)
-    func releasePendingIfLarge() {
-        if pending.capacity > 64 * 1024 { pending = [] }
-    }
-
+    /// Called by the sweep for a quiet connection: reassembly buffers go back to the allocator.
     func releaseIdleBuffers() {
-        if pending.isEmpty && inFlightBytes == 0 && pending.capacity > 0 { pending = [] }
         wsParser?.shrinkIfIdle()
-        if phase != .http && stash.capacity > 0 && stash.isEmpty { stash = [] }
     }
 
     // MARK: - Closing
@@ -264,26 +323,22 @@ final class Connection {
         phase = .closing
         finishAfterFlush = true
         if closeDeadline == 0 { closeDeadline = server.nowMillis + server.closeTimeoutMillis }
-        if !isDirty && inFlightBytes == 0 { flush() }
+        if !isDirty && !waitingWritable { flush() }
     }
 
     private func shutdownNow() {
         guard !isShutdown, !isClosed else { return }
         isShutdown = true
+        // The read side stays open so that the peer's remaining bytes are drained, not answered with RST; EOF or
+        // the close deadline ends the connection.
         if readPaused {
             readPaused = false
-            _ = uv_read_start(stream, Connection.onAlloc, Connection.onRead)
+            if !updatePoll() {
+                closeNow()
+                return
+            }
         }
-        let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
-        let rc = uv_shutdown(req, stream) { req, _ in
-            req!.deallocate()
-            // The read side stays open so that the peer's remaining bytes are drained, not answered with RST;
-            // EOF or the close deadline ends the connection.
-        }
-        if rc != 0 {
-            req.deallocate()
-            closeNow()
-        }
+        if uvc_shutdown_write(fd) != 0 { closeNow() }
     }
 
     /// Leave whatever the connection was doing (queue, pair, counts) so nobody else refers to it.
@@ -295,14 +350,16 @@ final class Connection {
         }
     }
 
-    /// Close the socket at once. Idempotent; the handle is freed in the close callback.
+    /// Close the socket at once. Idempotent; the handle is freed, and the descriptor closed, in the close callback.
     func closeNow() {
         guard !isClosed else { return }
         leavePhase()
         isClosed = true
         phase = .closing
         pending = []
-        stash = []
+        sent = 0
+        offered = 0
+        http = nil
         uv_close(handle, Connection.onClose)
     }
 
@@ -310,10 +367,14 @@ final class Connection {
         let conn = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeRetainedValue()
         // Poison the pointer so that a late callback fails loudly instead of using freed memory.
         handle!.pointee.data = UnsafeMutableRawPointer(bitPattern: 0xdead_beef)
+        _ = uvc_close_fd(conn.fd)
         conn.server.connectionClosed(conn)
-        conn.tcp.deallocate()
+        conn.poll.deallocate()
     }
 }
 
 @available(*, unavailable)
 extension Connection: Sendable {}
+
+@available(*, unavailable)
+extension HTTPState: Sendable {}

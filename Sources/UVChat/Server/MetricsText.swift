@@ -19,7 +19,7 @@ enum MetricsText {
         metric("uvchat_draining", "gauge", "1 while the server drains for shutdown.", [("", draining ? "1" : "0")])
         counter("uvchat_connections_accepted_total", "TCP connections accepted.", m.accepted)
         counter("uvchat_accept_errors_total", "Failed accepts (for example out of file descriptors).", m.acceptErrors)
-        counter("uvchat_descriptor_limit_hits_total", "Accepts within 8 descriptors of RLIMIT_NOFILE (beyond it libuv sheds connections).", m.descriptorLimitHits)
+        counter("uvchat_descriptor_limit_hits_total", "Connections dropped at accept because no file descriptor was left (RLIMIT_NOFILE).", m.descriptorLimitHits)
         counter("uvchat_read_errors_total", "Socket read errors other than EOF.", m.readErrors)
         counter("uvchat_write_errors_total", "Socket write errors.", m.writeErrors)
         counter("uvchat_received_bytes_total", "Bytes read from clients.", m.bytesIn)

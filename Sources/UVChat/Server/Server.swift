@@ -25,7 +25,18 @@ public final class Server {
     private var freeSlots: [UInt32] = []
     private(set) var openConnections = 0
 
-    private var listeners: [UnsafeMutablePointer<uv_tcp_t>] = []
+    /// Listening sockets, each watched by a poll handle; the server accepts from them itself.
+    private var listeners: [UnsafeMutablePointer<uv_poll_t>] = []
+    /// Output buffers lent to connections while they have bytes to write (see `lendOutputBuffer`).
+    private var outputPool: [[UInt8]] = []
+    private var outputPoolBytes = 0
+    static let outputPoolMaxBytes = 2 * 1024 * 1024
+    static let outputBufferMaxCapacity = 64 * 1024
+    /// A descriptor kept open so that, when the process has none left, one can be freed to accept and drop a
+    /// waiting connection rather than leave the listener readable forever (which would spin the loop).
+    private var reserveFD: Int32 = -1
+    /// Accepting paused because not even the reserve descriptor could be had; the sweep tries again.
+    private var acceptPaused = false
     private var flushCheck: UnsafeMutablePointer<uv_check_t>?
     private var lagTimer: UnsafeMutablePointer<uv_timer_t>?
     private var lastLagProbe: UInt64 = 0
@@ -40,11 +51,6 @@ public final class Server {
     private var matchTimerDue: UInt64 = .max
 
     private(set) var isDraining = false
-    /// RLIMIT_NOFILE and the descriptors the process holds besides connections. At the limit libuv sheds new
-    /// connections itself (accept, then close, with a reserve descriptor) without telling us, so we count the
-    /// accepts that come close to it.
-    private var descriptorLimit = Int.max
-    private var baseDescriptors = 0
     private var lastDescriptorWarning: UInt64 = 0
     private var exitCode: Int32 = 0
 
@@ -74,6 +80,7 @@ public final class Server {
     let keepAliveTimeoutMillis: UInt64
     let handshakeTimeoutMillis: UInt64
     let pingIntervalMillis: UInt64
+    let httpLimits: HTTPLimits
 
     public init(configuration: ServerConfiguration) throws {
         config = configuration
@@ -91,6 +98,8 @@ public final class Server {
         keepAliveTimeoutMillis = Server.millis(configuration.keepAliveTimeout)
         handshakeTimeoutMillis = Server.millis(configuration.handshakeTimeout)
         pingIntervalMillis = Server.millis(configuration.pingInterval)
+        httpLimits = HTTPLimits(maxHeadBytes: configuration.maxHeadBytes, maxTargetBytes: configuration.maxTargetBytes,
+                                maxHeaderCount: configuration.maxHeaderCount)
         readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
         staticFast = Server.prebuildStaticResponses(staticFiles)
         loop = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
@@ -149,8 +158,8 @@ public final class Server {
     public func start() throws {
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         uvc_ignore_sigpipe()
-        descriptorLimit = Server.raiseDescriptorLimit()
-        baseDescriptors = MetricsText.processStats().1
+        _ = Server.raiseDescriptorLimit()
+        reserveFD = uvc_reserve_fd()
         logSkippedFiles()
         let inherited = SocketActivation.inheritedDescriptors()
         if inherited.isEmpty {
@@ -248,6 +257,8 @@ public final class Server {
 
     // MARK: - Listening and accepting
 
+    static let listenBacklog: Int32 = 4096
+
     private func listen(host: String, port: Int) throws {
         var storage = sockaddr_storage()
         let isV6 = host.contains(":")
@@ -256,104 +267,148 @@ public final class Server {
                  : p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
         }
         if rc != 0 { throw ServerError("invalid --host address '\(host)' (\(UVError(rc).message))") }
-        let tcp = try newListener()
-        let bindRC = withUnsafePointer(to: &storage) { uv_tcp_bind(tcp, uvc_sockaddr_storage($0), 0) }
-        let listenRC = bindRC == 0 ? startListening(tcp) : bindRC
-        if listenRC != 0 {
-            let e = UVError(listenRC)
+        let fd = withUnsafePointer(to: &storage) { uvc_listen_socket(uvc_sockaddr_storage($0), Server.listenBacklog) }
+        if fd < 0 {
+            let e = UVError(fd)
             if e == .addressInUse {
                 throw ServerError("cannot listen on \(host) port \(port): address already in use")
             }
             throw ServerError("cannot listen on \(host) port \(port): \(e.message)")
         }
-        logListening(tcp, host: host)
+        try watchListener(fd, host: host)
     }
 
     /// A listening socket inherited from systemd socket activation.
     private func adopt(_ fd: Int32) throws {
-        let tcp = try newListener()
-        let rc = uv_tcp_open(tcp, fd)
-        let listenRC = rc == 0 ? startListening(tcp) : rc
-        if listenRC != 0 {
-            throw ServerError("cannot use inherited socket \(fd): \(UVError(listenRC).message)")
-        }
-        logListening(tcp, host: "inherited fd \(fd)")
+        let rc = uvc_adopt_listen_socket(fd, Server.listenBacklog)
+        if rc != 0 { throw ServerError("cannot use inherited socket \(fd): \(UVError(rc).message)") }
+        try watchListener(fd, host: "inherited fd \(fd)")
     }
 
-    private func newListener() throws -> UnsafeMutablePointer<uv_tcp_t> {
-        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
-        let rc = uv_tcp_init(loop, tcp)
+    private func watchListener(_ fd: Int32, host: String) throws {
+        let poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
+        let rc = uv_poll_init_socket(loop, poll, fd)
         if rc != 0 {
-            tcp.deallocate()
-            throw ServerError("cannot create a TCP handle: \(UVError(rc).message)")
+            poll.deallocate()
+            _ = uvc_close_fd(fd)
+            throw ServerError("cannot watch the listening socket: \(UVError(rc).message)")
         }
-        tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        listeners.append(tcp)
-        return tcp
-    }
-
-    private func startListening(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> Int32 {
-        uv_listen(uvc_tcp_as_stream(tcp), 1024) { server, status in
-            Server.from(server!.pointee.loop).accept(server!, status: status)
-        }
-    }
-
-    private func logListening(_ tcp: UnsafeMutablePointer<uv_tcp_t>, host: String) {
-        var bound = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        let actualPort: Int = withUnsafeMutablePointer(to: &bound) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = uv_tcp_getsockname(tcp, $0, &len) }
-            return Int(p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) })
-        }
+        poll.pointee.data = UnsafeMutableRawPointer(bitPattern: Int(fd) + 1)
+        listeners.append(poll)
+        try UVError.check(startAccepting(poll))
+        let actualPort = Int(uvc_local_port(fd))
         boundPorts.append(actualPort)
         logger.log(.info, "listening", ["host": host, "port": String(actualPort), "www": config.wwwRoot,
                                          "files": String(staticFiles.fileCount), "echo": String(config.echo)])
     }
 
-    private func accept(_ listener: UnsafeMutablePointer<uv_stream_t>, status: Int32) {
+    private func startAccepting(_ listener: UnsafeMutablePointer<uv_poll_t>) -> Int32 {
+        uv_poll_start(listener, Int32(UV_READABLE.rawValue)) { listener, status, _ in
+            Server.from(listener!.pointee.loop).acceptAll(listener!, status: status)
+        }
+    }
+
+    /// The descriptor a listener watches (kept in its `data`, offset by one so that it is never null).
+    private static func listenerFD(_ listener: UnsafeMutablePointer<uv_poll_t>) -> Int32 {
+        Int32(Int(bitPattern: listener.pointee.data) - 1)
+    }
+
+    private func closeListeners() {
+        for l in listeners {
+            let fd = Server.listenerFD(l)
+            // uv_close stops the poll at once, so the descriptor can be closed right after it.
+            closeHandle(uvc_poll_as_handle(l))
+            _ = uvc_close_fd(fd)
+        }
+        listeners.removeAll()
+    }
+
+    /// Accepts what is waiting, up to a bound per wake-up so that a flood of connects cannot starve the clients
+    /// already connected (the listener stays readable; the loop comes back to it).
+    private func acceptAll(_ listener: UnsafeMutablePointer<uv_poll_t>, status: Int32) {
         if status < 0 {
-            // libuv already sheds the pending connection when out of descriptors (its reserve-fd trick).
             metrics.acceptErrors &+= 1
             logger.log(.warn, "accept failed", ["error": UVError(status).description])
             return
         }
+        let fd = Server.listenerFD(listener)
+        var peer = sockaddr_storage()
+        for _ in 0..<128 {
+            let rc = uvc_accept(fd, &peer)
+            if rc >= 0 {
+                startConnection(rc, peer: &peer)
+                continue
+            }
+            let e = UVError(rc)
+            if e == .again { return }
+            if e == .connectionAborted { continue }
+            if e == .tooManyOpenFiles || e == .tooManyOpenFilesSystem {
+                shedWaitingConnections(fd)
+                return
+            }
+            metrics.acceptErrors &+= 1
+            logger.log(.warn, "accept failed", ["error": e.description])
+            return
+        }
+    }
+
+    /// Out of descriptors: free the reserve one, accept and close each waiting connection with it (the client sees
+    /// a reset instead of hanging), and take the reserve back. Without a reserve, stop accepting until the sweep.
+    private func shedWaitingConnections(_ listenFD: Int32) {
+        if reserveFD >= 0 {
+            _ = uvc_close_fd(reserveFD)
+            var peer = sockaddr_storage()
+            while true {
+                let rc = uvc_accept(listenFD, &peer)
+                guard rc >= 0 else { break }
+                _ = uvc_close_fd(rc)
+                metrics.descriptorLimitHits &+= 1
+            }
+            reserveFD = uvc_reserve_fd()
+        } else {
+            metrics.descriptorLimitHits &+= 1
+        }
+        if reserveFD < 0 && !acceptPaused {
+            acceptPaused = true
+            for l in listeners { _ = uv_poll_stop(l) }
+        }
+        if nowMillis &- lastDescriptorWarning >= 10_000 || lastDescriptorWarning == 0 {
+            lastDescriptorWarning = nowMillis
+            logger.log(.warn, "out of file descriptors; new connections are dropped",
+                       ["open": String(openConnections)])
+        }
+    }
+
+    private func resumeAccepting() {
+        if reserveFD < 0 { reserveFD = uvc_reserve_fd() }
+        guard reserveFD >= 0 else { return }
+        acceptPaused = false
+        for l in listeners { _ = startAccepting(l) }
+    }
+
+    private func startConnection(_ fd: Int32, peer: inout sockaddr_storage) {
+        if isDraining {
+            _ = uvc_close_fd(fd)
+            return
+        }
         let id = allocateSlot()
-        let conn = Connection(server: self, id: id, limits: HTTPLimits(maxHeadBytes: config.maxHeadBytes,
-                                                                         maxTargetBytes: config.maxTargetBytes,
-                                                                         maxHeaderCount: config.maxHeaderCount))
-        let rc = uv_tcp_init(loop, conn.tcp)
+        let conn = Connection(server: self, id: id, fd: fd,
+                              http: HTTPState(limits: httpLimits, deadline: nowMillis + handshakeTimeoutMillis))
+        let rc = uv_poll_init_socket(loop, conn.poll, fd)
         if rc != 0 {
-            conn.tcp.deallocate()
+            conn.poll.deallocate()
+            _ = uvc_close_fd(fd)
             freeSlots.append(id.rawValue)
             metrics.acceptErrors &+= 1
             return
         }
         slots[Int(id.rawValue)] = conn
         openConnections += 1
-        conn.tcp.pointee.data = Unmanaged.passRetained(conn).toOpaque()
-        if uv_accept(listener, conn.stream) != 0 {
-            metrics.acceptErrors &+= 1
-            conn.closeNow()
-            return
-        }
+        conn.poll.pointee.data = Unmanaged.passRetained(conn).toOpaque()
         metrics.accepted &+= 1
-        if openConnections + baseDescriptors + 8 >= descriptorLimit {
-            metrics.descriptorLimitHits &+= 1
-            if nowMillis &- lastDescriptorWarning >= 10_000 || lastDescriptorWarning == 0 {
-                lastDescriptorWarning = nowMillis
-                logger.log(.warn, "near the descriptor limit; new connections may be shed",
-                           ["open": String(openConnections), "limit": String(descriptorLimit)])
-            }
-        }
-        _ = uv_tcp_nodelay(conn.tcp, 1)
-        var storage = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        let peerRC = withUnsafeMutablePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(conn.tcp, $0, &len) }
-        }
-        if peerRC == 0 { conn.address = withUnsafePointer(to: &storage) { ClientAddress($0) } }
-        conn.httpDeadline = nowMillis + handshakeTimeoutMillis
-        if isDraining || !conn.startReading() { conn.closeNow() }
+        uvc_nodelay(fd)
+        conn.address = withUnsafePointer(to: &peer) { ClientAddress($0) }
+        if !conn.updatePoll() { conn.closeNow() }
     }
 
     private func allocateSlot() -> PeerID {
@@ -383,6 +438,28 @@ public final class Server {
         dirty.removeAll(keepingCapacity: true)
     }
 
+    /// Gives `buffer` (empty, no storage) a buffer from the pool, or room for a typical batch.
+    func lendOutputBuffer(_ buffer: inout [UInt8]) {
+        if let lent = outputPool.popLast() {
+            outputPoolBytes -= lent.capacity
+            buffer = lent
+        } else {
+            buffer.reserveCapacity(2048)
+        }
+    }
+
+    /// Takes a written-out buffer back. The pool is bounded in bytes and keeps no very large buffer, so it holds
+    /// what a busy loop iteration needs and never grows without bound.
+    func recycleOutputBuffer(_ buffer: inout [UInt8]) {
+        buffer.removeAll(keepingCapacity: true)
+        let capacity = buffer.capacity
+        if capacity <= Server.outputBufferMaxCapacity && outputPoolBytes + capacity <= Server.outputPoolMaxBytes {
+            outputPoolBytes += capacity
+            outputPool.append(buffer)
+        }
+        buffer = []
+    }
+
     func readPauseThreshold(_ conn: Connection) -> Int {
         conn.phase == .echo ? 4 * 1024 * 1024 : Server.httpPipelineHighWater
     }
@@ -405,11 +482,12 @@ public final class Server {
     /// than one timer per connection.
     private func sweep() {
         let now = nowMillis
+        if acceptPaused && !isDraining { resumeAccepting() }
         for case let conn? in slots where !conn.isClosed {
             switch conn.phase {
             case .http:
-                if now >= conn.httpDeadline {
-                    if conn.headInProgress {
+                if let http = conn.http, now >= http.deadline {
+                    if http.headInProgress {
                         metrics.handshakeTimeouts &+= 1
                         conn.sendHTTPError(.requestTimeout, isHead: false)
                     } else {
@@ -494,13 +572,14 @@ public final class Server {
         isDraining = true
         notifier.notify("STOPPING=1\n" + statusLine())
         logger.log(.info, "draining", ["signal": signal, "connections": String(openConnections)])
-        for l in listeners { closeHandle(uvc_tcp_as_handle(l)) }
-        listeners.removeAll()
+        closeListeners()
         for case let conn? in slots where !conn.isClosed {
             switch conn.phase {
             case .http:
                 // An idle keep-alive connection may still ask /healthz (and hear 503) for a moment.
-                if !conn.headInProgress { conn.httpDeadline = min(conn.httpDeadline, nowMillis + Server.drainHTTPGraceMillis) }
+                if let http = conn.http, !http.headInProgress {
+                    http.deadline = min(http.deadline, nowMillis + Server.drainHTTPGraceMillis)
+                }
             case .chat, .echo:
                 conn.startClosingHandshake(.goingAway)
             case .closing:
@@ -536,8 +615,11 @@ public final class Server {
         closeTimer(lagTimer)
         for s in signals { closeHandle(uvc_signal_as_handle(s)) }
         signals.removeAll()
-        for l in listeners { closeHandle(uvc_tcp_as_handle(l)) }
-        listeners.removeAll()
+        closeListeners()
+        if reserveFD >= 0 {
+            _ = uvc_close_fd(reserveFD)
+            reserveFD = -1
+        }
         logger.log(.info, "stopped", ["pairs": String(metrics.pairsMade), "relayed": String(metrics.messagesRelayed)])
     }
 
@@ -651,6 +733,7 @@ public final class Server {
     private func relay(_ escapedText: UnsafeRawBufferPointer, to partner: Connection) {
         let length = ChatEventEncoder.messagePayloadLength(escapedTextCount: escapedText.count)
         var header: (UInt64, UInt64) = (0, 0)
+        partner.prepareOutput()
         withUnsafeMutableBytes(of: &header) { h in
             let n = WebSocketFrameEncoder.writeHeader(opcode: .text, payloadLength: length, into: h.baseAddress!)
             partner.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
