@@ -40,42 +40,46 @@ final class Connection {
         case closing
     }
 
+    // Fields are declared widest first (Swift lays a class out in declaration order), so that the object carries
+    // almost no padding: an idle paired connection costs this object, its poll handle and its kernel socket.
+
     // The server outlives every connection (connections live inside its loop), so no reference counting here.
     unowned(unsafe) let server: Server
     let poll: UnsafeMutablePointer<uv_poll_t>
     var handle: UnsafeMutablePointer<uv_handle_t> { uvc_poll_as_handle(poll) }
-    let fd: Int32
-    let id: PeerID
-    /// The events asked of libuv now (UV_READABLE, UV_WRITABLE), so that a change costs one epoll_ctl and no
-    /// change costs nothing.
-    private var pollEvents: Int32 = 0
 
-    var phase: Phase = .http
-    var address: ClientAddress = .unknown
-
-    // HTTP, until the upgrade
+    /// HTTP parsing and keep-alive state, until the upgrade.
     var http: HTTPState?
-
-    // WebSocket
-    var wsParser: WebSocketParser? = nil
-    var lastSeen: UInt64 = 0                // ms: last complete frame from the peer (a trickled frame is not life)
-    var closeDeadline: UInt64 = 0
 
     // Chat
     unowned(unsafe) var partner: Connection? = nil
     var interests: [String] = []
     var bucket = TokenBucket(tokens: 0, at: 0)
-    var lastOnline: Int32 = -1              // the online count this client was last told
 
     // Output: `pending` collects frames during a loop iteration and is written once at its end. Its storage is
     // lent by the server while bytes wait and handed back once they are all written, so an idle connection holds
-    // no buffer. `sent` counts the bytes at its front already written while the kernel buffer was full.
+    // no buffer.
     var pending: [UInt8] = []
-    var sent = 0
+
+    // WebSocket
+    var lastSeen: UInt64 = 0                // ms: last complete frame from the peer (a trickled frame is not life)
+    var closeDeadline: UInt64 = 0
+    var address: ClientAddress = .unknown
+    var wsParser: WebSocketParser? = nil
+
+    /// The bytes at the front of `pending` already written while the kernel buffer was full.
+    private var _sent: UInt32 = 0
     /// While waiting for writable: the end of the bytes already offered to the kernel, always a frame boundary
     /// (every append is whole frames), so the frames after it can be dropped without cutting one in two.
-    private var offered = 0
+    private var _offered: UInt32 = 0
+    let fd: Int32
+    let id: PeerID
+    var lastOnline: Int32 = -1              // the online count this client was last told
 
+    /// The events asked of libuv now (UV_READABLE, UV_WRITABLE), so that a change costs one epoll_ctl and no
+    /// change costs nothing.
+    private var pollEvents: UInt8 = 0
+    var phase: Phase = .http
     var pingOutstanding = false
     var sentClose = false
     var countedAsChat = false
@@ -89,12 +93,22 @@ final class Connection {
     var peerEOF = false
     var isClosed = false
 
+    // Output never nears 4 GiB: reading pauses, and slow receivers are closed, long before.
+    var sent: Int {
+        get { Int(_sent) }
+        set { _sent = UInt32(newValue) }
+    }
+    private var offered: Int {
+        get { Int(_offered) }
+        set { _offered = UInt32(newValue) }
+    }
+
     init(server: Server, id: PeerID, fd: Int32, http: HTTPState) {
         self.server = server
         self.id = id
         self.fd = fd
         self.http = http
-        self.poll = UnsafeMutablePointer<uv_poll_t>.allocate(capacity: 1)
+        self.poll = server.pollHandles.allocate()
     }
 
     /// Bytes accepted for this peer that the kernel has not taken yet.
@@ -109,12 +123,12 @@ final class Connection {
     @discardableResult
     func updatePoll() -> Bool {
         guard !isClosed else { return true }
-        var events: Int32 = 0
-        if !readPaused && !peerEOF { events |= Int32(UV_READABLE.rawValue) }
-        if waitingWritable { events |= Int32(UV_WRITABLE.rawValue) }
+        var events: UInt8 = 0
+        if !readPaused && !peerEOF { events |= UInt8(UV_READABLE.rawValue) }
+        if waitingWritable { events |= UInt8(UV_WRITABLE.rawValue) }
         if events == pollEvents { return true }
         pollEvents = events
-        let rc = events == 0 ? uv_poll_stop(poll) : uv_poll_start(poll, events, Connection.onPoll)
+        let rc = events == 0 ? uv_poll_stop(poll) : uv_poll_start(poll, Int32(events), Connection.onPoll)
         return rc == 0
     }
 
@@ -369,7 +383,7 @@ final class Connection {
         handle!.pointee.data = UnsafeMutableRawPointer(bitPattern: 0xdead_beef)
         _ = uvc_close_fd(conn.fd)
         conn.server.connectionClosed(conn)
-        conn.poll.deallocate()
+        conn.server.pollHandles.deallocate(conn.poll)
     }
 }
 

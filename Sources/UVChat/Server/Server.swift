@@ -25,6 +25,8 @@ public final class Server {
     private var freeSlots: [UInt32] = []
     private(set) var openConnections = 0
 
+    /// The connections' poll handles, carved from large blocks.
+    let pollHandles = HandleSlab<uv_poll_t>()
     /// Listening sockets, each watched by a poll handle; the server accepts from them itself.
     private var listeners: [UnsafeMutablePointer<uv_poll_t>] = []
     /// Output buffers lent to connections while they have bytes to write (see `lendOutputBuffer`).
@@ -396,7 +398,7 @@ public final class Server {
                               http: HTTPState(limits: httpLimits, deadline: nowMillis + handshakeTimeoutMillis))
         let rc = uv_poll_init_socket(loop, conn.poll, fd)
         if rc != 0 {
-            conn.poll.deallocate()
+            pollHandles.deallocate(conn.poll)
             _ = uvc_close_fd(fd)
             freeSlots.append(id.rawValue)
             metrics.acceptErrors &+= 1

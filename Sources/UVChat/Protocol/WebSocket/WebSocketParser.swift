@@ -10,43 +10,75 @@ struct WebSocketParser {
         case header, payload, closed, failed
     }
 
-    let maxMessageBytes: Int
-    let maxFrameBytes: Int
-
-    private var state = State.header
-
-    // A header split across reads, kept as its parts rather than raw bytes: the first two bytes, then the extended
-    // length and the masking key accumulated byte by byte.
-    private var headerCount = 0
-    private var headerSize = 2              // known once the second byte is in: 2 + 0, 2 or 8 + 4
-    private var firstByte: UInt8 = 0
-    private var partialLength: UInt64 = 0
-    private var partialKey: UInt32 = 0
+    // Every open WebSocket carries one parser, so its fields are stored as narrow as their ranges allow (limits
+    // and frame lengths fit 32 bits: a frame over the limit is refused from its header) and read back as `Int`.
+    // 56 bytes in all, and no heap until a message or control frame arrives in pieces.
 
     // The frame whose payload is being read.
-    private var opcode: UInt8 = 0
-    private var fin = false
-    private var frameLength = 0
-    private var remaining = 0
+    private var _frameLength: UInt32 = 0
+    private var _remaining: UInt32 = 0
     /// Key byte 0 in the low bits, whatever the machine's byte order.
     private var key: UInt32 = 0
 
+    // A header split across reads, kept as its parts rather than raw bytes: the first two bytes, then the extended
+    // length and the masking key accumulated byte by byte.
+    private var partialKey: UInt32 = 0
+    private var partialLength: UInt64 = 0
+
+    private let _maxMessageBytes: UInt32
+    private let _maxFrameBytes: UInt32
+
+    /// Created on the first message or control frame that does not arrive whole in one read.
+    private var buffers: Buffers?
+
+    private var _headerCount: UInt8 = 0
+    private var _headerSize: UInt8 = 2      // known once the second byte is in: 2 + 0, 2 or 8 + 4
+    private var firstByte: UInt8 = 0
+    private var opcode: UInt8 = 0
+    private var fin = false
     /// The data opcode (1 or 2) of the message being assembled; 0 between messages.
     private var messageOpcode: UInt8 = 0
+    private var state = State.header
     private var utf8 = UTF8Validator()
-    private let buffers = Buffers()
 
+    var maxMessageBytes: Int { Int(_maxMessageBytes) }
+    var maxFrameBytes: Int { Int(_maxFrameBytes) }
+    private var frameLength: Int {
+        get { Int(_frameLength) }
+        set { _frameLength = UInt32(newValue) }
+    }
+    private var remaining: Int {
+        get { Int(_remaining) }
+        set { _remaining = UInt32(newValue) }
+    }
+    private var headerCount: Int {
+        get { Int(_headerCount) }
+        set { _headerCount = UInt8(newValue) }
+    }
+    private var headerSize: Int {
+        get { Int(_headerSize) }
+        set { _headerSize = UInt8(newValue) }
+    }
+
+    /// Limits above 4 GiB are taken as 4 GiB.
     init(maxMessageBytes: Int, maxFrameBytes: Int? = nil) {
         precondition(maxMessageBytes >= 0)
-        self.maxMessageBytes = maxMessageBytes
-        self.maxFrameBytes = maxFrameBytes ?? maxMessageBytes
+        _maxMessageBytes = UInt32(clamping: maxMessageBytes)
+        _maxFrameBytes = UInt32(clamping: maxFrameBytes ?? maxMessageBytes)
     }
 
     var isFailed: Bool { state == .failed }
 
     /// Frees the reassembly buffers unless a message or frame is half read. Invalidates event pointers.
     mutating func shrinkIfIdle() {
-        if state != .payload && messageOpcode == 0 { buffers.release() }
+        if state != .payload && messageOpcode == 0 { buffers = nil }
+    }
+
+    private mutating func heapBuffers() -> Buffers {
+        if let buffers { return buffers }
+        let created = Buffers()
+        buffers = created
+        return created
     }
 
     /// Parses `input[offset...]`. Returns the next event with `offset` moved past the bytes it used, or nil once every
@@ -190,7 +222,7 @@ struct WebSocketParser {
     /// Refuses a data frame that would take the frame or the reassembled message over its limit, from its header.
     private func checkSize(_ op: UInt8, _ length: Int) -> WebSocketCloseCode? {
         if length > maxFrameBytes { return .messageTooBig }
-        let assembled = op == WebSocketOpcode.continuation.rawValue ? buffers.messageCount : 0
+        let assembled = op == WebSocketOpcode.continuation.rawValue ? buffers?.messageCount ?? 0 : 0
         return length > maxMessageBytes - assembled ? .messageTooBig : nil
     }
 
@@ -204,10 +236,10 @@ struct WebSocketParser {
         if opcode == WebSocketOpcode.text.rawValue || opcode == WebSocketOpcode.binary.rawValue {
             // The previous message's bytes were last lent out before this call, so the buffer is free again.
             messageOpcode = opcode
-            buffers.messageCount = 0
+            buffers?.messageCount = 0
             if opcode == WebSocketOpcode.text.rawValue { utf8.reset() }
         } else if opcode & 0x08 != 0 {
-            buffers.controlCount = 0
+            buffers?.controlCount = 0
         }
     }
 
@@ -237,13 +269,13 @@ struct WebSocketParser {
         if take > 0 {
             Self.unmask(chunk, key: key, phase: frameLength - remaining)
             if isControl {
-                buffers.appendControl(UnsafeRawBufferPointer(chunk))
+                heapBuffers().appendControl(UnsafeRawBufferPointer(chunk))
             } else {
                 // Checked before it is kept, so a bad message fails at its first bad byte, not at its end.
                 if messageOpcode == WebSocketOpcode.text.rawValue && !utf8.validate(UnsafeRawBufferPointer(chunk)) {
                     return fail(.invalidPayload)
                 }
-                buffers.appendMessage(UnsafeRawBufferPointer(chunk), frameRest: remaining, limit: maxMessageBytes)
+                heapBuffers().appendMessage(UnsafeRawBufferPointer(chunk), frameRest: remaining, limit: maxMessageBytes)
             }
             offset += take
             remaining -= take
@@ -251,16 +283,16 @@ struct WebSocketParser {
         if remaining > 0 { return nil }
 
         state = .header
-        if isControl { return controlEvent(buffers.controlBytes) }
+        if isControl { return controlEvent(heapBuffers().controlBytes) }
         guard fin else { return nil }
         let op = messageOpcode
         messageOpcode = 0
         if op == WebSocketOpcode.text.rawValue {
             // A character cut off by the end of the message (Autobahn 6.3.x).
             guard utf8.isComplete else { return fail(.invalidPayload) }
-            return .text(buffers.messageBytes)
+            return .text(heapBuffers().messageBytes)
         }
-        return .binary(buffers.messageBytes)
+        return .binary(heapBuffers().messageBytes)
     }
 
     private mutating func controlEvent(_ payload: UnsafeRawBufferPointer) -> WebSocketEvent {
@@ -288,7 +320,7 @@ struct WebSocketParser {
     private mutating func fail(_ code: WebSocketCloseCode) -> WebSocketEvent {
         state = .failed
         messageOpcode = 0
-        buffers.release()
+        buffers = nil
         return .fail(code)
     }
 
