@@ -17,24 +17,20 @@ struct ClientAddress: Hashable {
     }
 
     init(_ storage: UnsafePointer<sockaddr_storage>) {
-        var bytes = [UInt8](repeating: 0, count: 16)
+        // The address bytes are in network order, so reading them as big-endian words gives the numeric value.
         if Int32(storage.pointee.ss_family) == AF_INET {
-            storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                var a = sin.pointee.sin_addr.s_addr   // network order
-                bytes[10] = 0xff
-                bytes[11] = 0xff
-                withUnsafeBytes(of: &a) { for i in 0..<4 { bytes[12 + i] = $0[i] } }
-            }
+            let a = storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+            self.init(high: 0, low: 0xffff_0000_0000 | UInt64(UInt32(bigEndian: a)))
         } else if Int32(storage.pointee.ss_family) == AF_INET6 {
-            storage.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                var a = sin6.pointee.sin6_addr
-                withUnsafeBytes(of: &a) { for i in 0..<16 { bytes[i] = $0[i] } }
+            var a = storage.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+            let (h, l) = withUnsafeBytes(of: &a) {
+                (UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)),
+                 UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
             }
+            self.init(high: h, low: l)
+        } else {
+            self = .unknown
         }
-        var h: UInt64 = 0, l: UInt64 = 0
-        for i in 0..<8 { h = h << 8 | UInt64(bytes[i]) }
-        for i in 8..<16 { l = l << 8 | UInt64(bytes[i]) }
-        self.init(high: h, low: l)
     }
 
     /// Parses a textual IPv4 or IPv6 address (for X-Forwarded-For and the trusted-proxy list).
