@@ -2,7 +2,7 @@
 # make bench: a fresh release uvchatd per scenario, pinned to core 0 with --no-rate-limits, and the load generator
 # (uvchat-bench; wrk for static files) pinned to core 1. One JSON line per scenario on stdout, then the markdown
 # table next to the issue's anchors. Results: .build/bench/results.jsonl and .build/bench/table.md.
-# Sizes: IDLE_CONNECTIONS (20000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
+# Sizes: IDLE_CONNECTIONS (100000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
 # RELAY_WINDOW (16), BENCH_SECONDS (8), LATENCY_RATE (20000), CHURN_CONCURRENCY (100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 limit=$(ulimit -n)
-IDLE=${IDLE_CONNECTIONS:-20000}
+IDLE=${IDLE_CONNECTIONS:-100000}
 if [ "$IDLE" -gt $((limit - 256)) ]; then
   echo "note: descriptor limit $limit; idle run shrunk to $((limit - 256)) connections" >&2
   IDLE=$((limit - 256))
