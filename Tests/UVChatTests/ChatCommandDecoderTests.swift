@@ -244,3 +244,68 @@ private func message(_ literalContents: String) -> String { #"{"type":"message",
         }
     }
 }
+
+/// The string scanner reads eight bytes at a time; these put every kind of byte at every offset of a word.
+@Suite struct ChatCommandDecoderWordScanTests {
+    /// Pieces of a JSON string literal, each with the scalars it stands for.
+    static let pieces: [(literal: String, scalars: Int)] = [
+        ("a", 1), ("Z", 1), (" ", 1), ("~", 1), ("é", 1), ("€", 1), ("😀", 1), ("ж", 1), ("\u{7F}", 1),
+        (#"\""#, 1), (#"\\"#, 1), (#"\n"#, 1), (#"\u00e9"#, 1), (#"\ud83d\ude00"#, 1), (#"\/"#, 1),
+    ]
+
+    @Test func countsScalarsOfEveryMixAtEveryAlignment() {
+        var rng = SystemRandomNumberGenerator()
+        for length in 0..<40 {
+            for _ in 0..<25 {
+                var literal = ""
+                var scalars = 0
+                for _ in 0..<length {
+                    let piece = Self.pieces.randomElement(using: &rng)!
+                    literal += piece.literal
+                    scalars += piece.scalars
+                }
+                let json = #"{"type":"message","text":""# + literal + #""}"#
+                let result = decodeCommand(json)
+                if scalars == 0 {
+                    #expect(result == .failure(.badRequest))
+                } else if case .success(.message(let range, let counted)) = result {
+                    #expect(counted == scalars, "\(literal)")
+                    #expect(range.count == literal.utf8.count, "\(literal)")
+                } else {
+                    Issue.record("refused \(literal)")
+                }
+            }
+        }
+    }
+
+    @Test func findsAQuoteBackslashOrControlByteAtEveryOffset() {
+        for offset in 0..<24 {
+            for bad: UInt8 in [0x00, 0x01, 0x09, 0x0A, 0x1F] {
+                var text = Array(repeating: UInt8(ascii: "x"), count: 24)
+                text[offset] = bad
+                let json = Array(#"{"type":"message","text":""#.utf8) + text + Array(#""}"#.utf8)
+                #expect(decodeBytes(json) == .failure(.badRequest), "byte \(bad) at \(offset)")
+            }
+            // A lone backslash followed by a letter that is no escape.
+            var text = Array(repeating: UInt8(ascii: "x"), count: 24)
+            text[offset] = UInt8(ascii: "\\")
+            let json = Array(#"{"type":"message","text":""#.utf8) + text + Array(#""}"#.utf8)
+            #expect(decodeBytes(json) == .failure(.badRequest), "backslash at \(offset)")
+            // A quote ends the literal early: what follows is not JSON.
+            var quoted = Array(repeating: UInt8(ascii: "x"), count: 24)
+            quoted[offset] = UInt8(ascii: "\"")
+            let json2 = Array(#"{"type":"message","text":""#.utf8) + quoted + Array(#""}"#.utf8)
+            #expect(decodeBytes(json2) == .failure(.badRequest), "quote at \(offset)")
+        }
+    }
+
+    @Test func byteZeroXDelAndHighBytesAreNotSpecial() {
+        // 0x7F and bytes of multi-byte characters must not be taken for control characters or quotes.
+        let text = String(repeating: "\u{7F}€😀a", count: 5)
+        guard case .success(.message(_, let scalars)) = decodeCommand(#"{"type":"message","text":""# + text + #""}"#) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(scalars == 20)
+    }
+}

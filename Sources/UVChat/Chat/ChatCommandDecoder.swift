@@ -193,6 +193,17 @@ private struct Scanner {
         var scalars = 0
         var escaped = false
         while position < count {
+            // Eight bytes at a time while none of them is a quote, a backslash or a control character: the
+            // common case, where the only work is counting the bytes that start a scalar.
+            if let base = p.baseAddress {
+                while count - position >= 8 {
+                    let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                    if Scanner.hasSpecialByte(w) { break }
+                    scalars += 8 - Scanner.continuationBytes(w)
+                    position += 8
+                }
+                if position == count { break }
+            }
             let b = p[position]
             if b == Byte.quote {
                 let contents = start..<position
@@ -228,6 +239,27 @@ private struct Scanner {
             position += 1
         }
         return nil
+    }
+
+    private static let lanes: UInt64 = 0x0101_0101_0101_0101
+    private static let highBits: UInt64 = 0x8080_8080_8080_8080
+
+    /// Is any byte of `w` zero? (Exact as to whether one is; the classic borrow trick.)
+    @inline(__always)
+    private static func hasZeroByte(_ w: UInt64) -> Bool {
+        (w &- lanes) & ~w & highBits != 0
+    }
+
+    /// Does `w` hold a `"`, a `\\` or a byte below 0x20 (those are the bytes whose top three bits are clear)?
+    @inline(__always)
+    static func hasSpecialByte(_ w: UInt64) -> Bool {
+        hasZeroByte(w & (lanes &* 0xE0)) || hasZeroByte(w ^ (lanes &* 0x22)) || hasZeroByte(w ^ (lanes &* 0x5C))
+    }
+
+    /// How many bytes of `w` are UTF-8 continuation bytes (10xxxxxx)?
+    @inline(__always)
+    static func continuationBytes(_ w: UInt64) -> Int {
+        (w & ~(w << 1) & highBits).nonzeroBitCount
     }
 
     private func hex4(at k: Int) -> UInt32? {
