@@ -148,8 +148,8 @@
     ws = null;
     typingSent = false;
     onlineEl.textContent = '–';   // unknown until we are back
-    // A server going away (1001) ends every chat at once, so the partner_left that came just before is the
-    // same loss: treat that chat like our own lost one and come back with the person.
+    // A server going away (1001) ends every chat at once; it sends no partner_left then, but a partner_left that
+    // came just before the 1001 is the same loss: treat that chat like our own lost one and come back with the person.
     if (state === 'paired' || (state === 'idle' && code === 1001 && Date.now() - leftAt < 3000)) {
       lostChat = true;
       wanted = true;

@@ -219,10 +219,11 @@ def test_drain_flushes_paired_messages_then_1001_and_exits_0(server_factory):
         keep.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         health = keep.recv(4096)
         keep.close()
-        got = []
+        got, b_kinds, a_kinds = [], [], []
         try:
             while True:
                 msg = json.loads(await asyncio.wait_for(b.recv(), 5))
+                b_kinds.append(msg["type"])
                 if msg["type"] == "message":
                     got.append(msg["text"])
         except Exception:
@@ -237,10 +238,12 @@ def test_drain_flushes_paired_messages_then_1001_and_exits_0(server_factory):
         assert q.close_code == 1001
         try:
             while True:
-                await asyncio.wait_for(a.recv(), 5)
+                a_kinds.append(json.loads(await asyncio.wait_for(a.recv(), 5))["type"])
         except Exception:
             pass
         assert a.close_code == 1001
+        # Nobody left: the server is going away, and 1001 alone says so.
+        assert "partner_left" not in a_kinds and "partner_left" not in b_kinds, (a_kinds, b_kinds)
         return health, started
     health, started = asyncio.run(run())
     assert health.startswith(b"HTTP/1.1 503"), health

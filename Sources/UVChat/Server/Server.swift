@@ -671,7 +671,9 @@ public final class Server {
         if let partner = conn.partner {
             conn.partner = nil
             partner.partner = nil
-            partner.sendPrebuilt(frames.partnerLeft)
+            // While draining the partner is being closed with 1001 too: the stranger did not leave, the server is
+            // going away, and the close code says so.
+            if !isDraining { partner.sendPrebuilt(frames.partnerLeft) }
         }
         matchmaker.remove(conn.id)
     }
