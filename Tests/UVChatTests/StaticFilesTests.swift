@@ -368,38 +368,38 @@ private func get(_ files: StaticFiles, _ path: String, ifNoneMatch: String? = ni
     }
 }
 
-@Suite struct StaticHTTPDateTests {
+@Suite struct HTTPDateTests {
     @Test func formatsIMFFixdate() {
-        #expect(StaticHTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
-        #expect(StaticHTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
-        #expect(StaticHTTPDate.format(951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
-        #expect(StaticHTTPDate.format(1_700_000_000) == "Tue, 14 Nov 2023 22:13:20 GMT")
-        #expect(StaticHTTPDate.format(253_402_300_799) == "Fri, 31 Dec 9999 23:59:59 GMT")
-        #expect(StaticHTTPDate.format(-1) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
+        #expect(HTTPDate.format(1_700_000_000) == "Tue, 14 Nov 2023 22:13:20 GMT")
+        #expect(HTTPDate.format(253_402_300_799) == "Fri, 31 Dec 9999 23:59:59 GMT")
+        #expect(HTTPDate.format(-1) == "Thu, 01 Jan 1970 00:00:00 GMT")
     }
 
     @Test func parsesTheThreeFormatsOfRFC9110() {
         // The example of section 5.6.7, in each form.
-        #expect(StaticHTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == 784_111_777)
-        #expect(StaticHTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT", now: 1_700_000_000) == 784_111_777)
-        #expect(StaticHTTPDate.parse("Sun Nov  6 08:49:37 1994") == 784_111_777)
-        #expect(StaticHTTPDate.parse("  Sun, 06 Nov 1994 08:49:37 GMT\t") == 784_111_777)
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == 784_111_777)
+        #expect(HTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT", now: 1_700_000_000) == 784_111_777)
+        #expect(HTTPDate.parse("Sun Nov  6 08:49:37 1994") == 784_111_777)
+        #expect(HTTPDate.parse("  Sun, 06 Nov 1994 08:49:37 GMT\t") == 784_111_777)
     }
 
     @Test func twoDigitYearMoreThan50YearsAheadIsInThePast() {
         let now2023 = 1_700_000_000
-        #expect(StaticHTTPDate.parse("Tuesday, 01-Jan-80 00:00:00 GMT", now: now2023) == 315_532_800)     // 1980
-        #expect(StaticHTTPDate.parse("Sunday, 01-Jan-73 00:00:00 GMT", now: now2023) == 3_250_454_400)    // 2073: not more than 50
-        #expect(StaticHTTPDate.parse("Tuesday, 01-Jan-30 00:00:00 GMT", now: now2023) == 1_893_456_000)   // 2030
-        #expect(StaticHTTPDate.parse("Tuesday, 01-Jan-74 00:00:00 GMT", now: now2023) == 126_230_400)     // 1974
+        #expect(HTTPDate.parse("Tuesday, 01-Jan-80 00:00:00 GMT", now: now2023) == 315_532_800)     // 1980
+        #expect(HTTPDate.parse("Sunday, 01-Jan-73 00:00:00 GMT", now: now2023) == 3_250_454_400)    // 2073: not more than 50
+        #expect(HTTPDate.parse("Tuesday, 01-Jan-30 00:00:00 GMT", now: now2023) == 1_893_456_000)   // 2030
+        #expect(HTTPDate.parse("Tuesday, 01-Jan-74 00:00:00 GMT", now: now2023) == 126_230_400)     // 1974
     }
 
     @Test func roundTripsEveryDayFrom1970To2200() {
         var t = 0
         var day = 0
         while t < 7_258_118_400 {
-            let s = StaticHTTPDate.format(t)
-            if StaticHTTPDate.parse(s) != t { Issue.record("\(t) -> \(s)"); return }
+            let s = HTTPDate.format(t)
+            if HTTPDate.parse(s) != t { Issue.record("\(t) -> \(s)"); return }
             day += 1
             t = day * 86_400 + (day * 7919) % 86_400
         }
@@ -413,7 +413,7 @@ private func get(_ files: StaticFiles, _ path: String, ifNoneMatch: String? = ni
                   "Xyz, 06 Nov 1994 08:49:37 GMT", "Sun,  06 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMTX",
                   "Sun, 0x Nov 1994 08:49:37 GMT", "Sonntag, 06-Nov-94 08:49:37 GMT", "Sunday, 06-Nov-1994 08:49:37 GMT",
                   "Sun Nov 6 08:49:37 1994", "Sun Nov  6 08:49:37 94  ", "Sun Nov 36 08:49:37 1994"] {
-            #expect(StaticHTTPDate.parse(s, now: 1_700_000_000) == nil, "\(s)")
+            #expect(HTTPDate.parse(s, now: 1_700_000_000) == nil, "\(s)")
         }
     }
 
@@ -424,8 +424,8 @@ private func get(_ files: StaticFiles, _ path: String, ifNoneMatch: String? = ni
                 let head = String(decoding: bytes[..<cut], as: UTF8.self)
                 let tail = String(decoding: bytes[cut...], as: UTF8.self)
                 // Trimming makes a cut at a space harmless only at the ends, which is still not a whole date.
-                #expect(StaticHTTPDate.parse(head) == nil, "\(head)")
-                #expect(cut == 0 || StaticHTTPDate.parse(tail) == nil, "\(tail)")
+                #expect(HTTPDate.parse(head) == nil, "\(head)")
+                #expect(cut == 0 || HTTPDate.parse(tail) == nil, "\(tail)")
             }
         }
     }

@@ -371,3 +371,38 @@ def test_prebuilt_static_answer_matches_the_general_path(server):
     general = fetch('If-None-Match: "no-such-tag"\r\n')
     assert fast == general
     assert fast[0].startswith(b"HTTP/1.1 200") and b"Content-Security-Policy" in fast[0]
+
+
+# --- Date (RFC 9110 section 6.6.1: an origin server with a clock sends it on 2xx, 3xx and 4xx) ----------------------
+
+def _date_of(r):
+    value = r.header("date")
+    assert value, f"no Date on {r.status}"
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                        r"\d{4} \d\d:\d\d:\d\d GMT", value), value
+    return email.utils.parsedate_to_datetime(value).timestamp()
+
+
+def test_every_response_carries_the_current_date(site):
+    etag = http_exchange(site.port, get("/style.css")).header("etag")
+    requests = [get("/"), get("/style.css"), get("/missing.txt"), get("/", method="POST"), get("/healthz"),
+                get("/online"), get("/style.css", headers=[f"If-None-Match: {etag}"]), "GARBAGE\r\n\r\n"]
+    for request in requests:
+        before = time.time()
+        r = http_exchange(site.port, request, head_only=request.endswith(f"{etag}\r\n\r\n"))
+        stamp = _date_of(r)
+        assert int(before) - 1 <= stamp <= time.time() + 1, (request, r.status, r.header("date"))
+
+
+def test_prebuilt_responses_get_a_new_date_each_second(site):
+    c = HTTPConn(site.port)
+    try:
+        c.send(get("/"))
+        first = _date_of(c.read_response())
+        time.sleep(1.6)
+        c.send(get("/"))
+        second = _date_of(c.read_response())
+        assert second >= first + 1, (first, second)
+        assert second <= time.time() + 1
+    finally:
+        c.close()

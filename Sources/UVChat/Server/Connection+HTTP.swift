@@ -45,7 +45,8 @@ extension Connection {
 
     func sendHTTPError(_ status: HTTPStatus, isHead: Bool, extraHeaders: [(String, String)] = []) {
         var out: [UInt8] = []
-        HTTPResponseWriter.writeError(status, extraHeaders: extraHeaders, includeBody: !isHead, into: &out)
+        HTTPResponseWriter.writeError(status, extraHeaders: extraHeaders, includeBody: !isHead, date: server.httpDate,
+                                      into: &out)
         enqueue(out)
         finish()
     }
@@ -111,7 +112,8 @@ extension Connection {
     func respond(_ status: HTTPStatus, headers: [(String, String)], body: UnsafeRawBufferPointer, isHead: Bool, keepAlive: Bool) {
         var out: [UInt8] = []
         out.reserveCapacity(256 + (isHead ? 0 : body.count))
-        HTTPResponseWriter.writeHead(status: status, headers: headers, bodyLength: body.count, keepAlive: keepAlive, into: &out)
+        HTTPResponseWriter.writeHead(status: status, headers: headers, bodyLength: body.count, keepAlive: keepAlive,
+                                     date: server.httpDate, into: &out)
         if !isHead && status != .notModified { out.append(contentsOf: body) }
         enqueue(out)
         if keepAlive {

@@ -11,8 +11,13 @@ public final class Server {
     var logger: Logger
     var staticFiles: StaticFiles
     /// Whole `200` keep-alive responses for plain `GET`s of each file, built when the files are loaded, so that the
-    /// common request costs one lookup and one append.
+    /// common request costs one lookup and one append. Their `Date` field is rewritten in place once a second.
     private(set) var staticFast: [String: [UInt8]] = [:]
+    /// The `Date` field's value for responses: the wall clock, read once a second, not per request.
+    private(set) var httpDate: String
+    private var httpDateSecond = 0
+    /// Where the `Date` value sits in every prebuilt response: right after the status line and "Date: ".
+    static let staticFastDateOffset = "HTTP/1.1 200 OK\r\nDate: ".utf8.count
     let matchmaker: Matchmaker
     var metrics = Metrics()
 
@@ -103,7 +108,9 @@ public final class Server {
         httpLimits = HTTPLimits(maxHeadBytes: configuration.maxHeadBytes, maxTargetBytes: configuration.maxTargetBytes,
                                 maxHeaderCount: configuration.maxHeaderCount)
         readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-        staticFast = Server.prebuildStaticResponses(staticFiles)
+        httpDateSecond = time(nil)
+        httpDate = HTTPDate.format(httpDateSecond)
+        staticFast = Server.prebuildStaticResponses(staticFiles, date: httpDate)
         loop = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
         let rc = uv_loop_init(loop)
         if rc != 0 {
@@ -136,14 +143,14 @@ public final class Server {
 
     static let staticFastMaxBytes = 256 * 1024
 
-    static func prebuildStaticResponses(_ files: StaticFiles) -> [String: [UInt8]] {
+    static func prebuildStaticResponses(_ files: StaticFiles, date: String) -> [String: [UInt8]] {
         var out: [String: [UInt8]] = [:]
         for path in files.paths {
             let answer = files.respond(rawPath: path, ifNoneMatch: nil, ifModifiedSince: nil)
             guard answer.status == 200, answer.body.count <= staticFastMaxBytes else { continue }
             var bytes: [UInt8] = []
             HTTPResponseWriter.writeHead(status: .ok, headers: answer.headers + securityHeaders,
-                                         bodyLength: answer.body.count, keepAlive: true, into: &bytes)
+                                         bodyLength: answer.body.count, keepAlive: true, date: date, into: &bytes)
             bytes.append(contentsOf: answer.body)
             out[path] = bytes
             if path.hasSuffix("/index.html") { out[String(path.dropLast("index.html".count))] = bytes }
@@ -469,7 +476,28 @@ public final class Server {
     static let lagProbeMillis: UInt64 = 250
 
     /// Loop lag: how much later than asked a periodic timer fires. A busy or stuck loop shows up here.
+    /// Called from the lag timer (four times a second): a new second gives a new `Date` value, written into the
+    /// prebuilt responses where they lie.
+    private func tickClock() {
+        let now = time(nil)
+        guard now != httpDateSecond else { return }
+        httpDateSecond = now
+        httpDate = HTTPDate.format(now)
+        let offset = Server.staticFastDateOffset
+        var date = httpDate
+        date.withUTF8 { value in
+            for key in Array(staticFast.keys) {
+                staticFast[key]!.withUnsafeMutableBytes { bytes in
+                    guard bytes.count >= offset + value.count else { return }
+                    UnsafeMutableRawBufferPointer(rebasing: bytes[offset..<(offset + value.count)])
+                        .copyMemory(from: UnsafeRawBufferPointer(value))
+                }
+            }
+        }
+    }
+
     private func measureLag() {
+        tickClock()
         let now = uv_hrtime()
         if lastLagProbe != 0 {
             let elapsed = Double(now &- lastLagProbe) / 1e9
@@ -559,7 +587,7 @@ public final class Server {
     private func reload() {
         do {
             staticFiles = try StaticFiles(root: config.wwwRoot)
-            staticFast = Server.prebuildStaticResponses(staticFiles)
+            staticFast = Server.prebuildStaticResponses(staticFiles, date: httpDate)
             logSkippedFiles()
             logger.log(.info, "reloaded static files", ["files": String(staticFiles.fileCount)])
         } catch {

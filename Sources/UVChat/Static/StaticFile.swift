@@ -22,7 +22,7 @@ extension StaticFile {
                   contentType: type,
                   etag: StaticEntityTag.make(for: body),
                   lastModified: lastModified,
-                  lastModifiedText: StaticHTTPDate.format(lastModified),
+                  lastModifiedText: HTTPDate.format(lastModified),
                   cacheControl: type.utf8.starts(with: "text/html".utf8) ? Self.htmlCacheControl : Self.assetCacheControl)
     }
 }

@@ -74,7 +74,7 @@ final class StaticFiles {
         if let inm = ifNoneMatch, inm.utf8.contains(where: { $0 != 0x20 && $0 != 0x09 }) {
             return StaticEntityTag.noneMatchList(inm, contains: file.etag)
         }
-        if let ims = ifModifiedSince, let since = StaticHTTPDate.parse(ims, now: loadedAt) {
+        if let ims = ifModifiedSince, let since = HTTPDate.parse(ims, now: loadedAt) {
             return file.lastModified <= since
         }
         return false

@@ -1,8 +1,11 @@
 /// Serialises response heads straight into a byte array, so a response costs one buffer and no String joins.
 enum HTTPResponseWriter {
+    /// `date` is the `Date` field's value (IMF-fixdate, `HTTPDate.format`), which an origin server with a clock
+    /// sends on every response (RFC 9110 section 6.6.1); it comes first, at a fixed offset from the status line.
     static func writeHead(status: HTTPStatus, headers: [(String, String)], bodyLength: Int, keepAlive: Bool,
-                          into out: inout [UInt8]) {
+                          date: String? = nil, into out: inout [UInt8]) {
         writeStatusLine(status, into: &out)
+        if let date { writeField("Date", date, into: &out) }
         for (name, value) in headers { writeField(name, value, into: &out) }
         // 1xx, 204 and 304 responses carry no body, and a Content-Length on them would describe a body that is not
         // there (RFC 9110 section 8.6), so the field is left out.
@@ -14,11 +17,11 @@ enum HTTPResponseWriter {
     }
 
     static func writeError(_ status: HTTPStatus, extraHeaders: [(String, String)] = [], includeBody: Bool = true,
-                           into out: inout [UInt8]) {
+                           date: String? = nil, into out: inout [UInt8]) {
         let body = "\(status.code) \(status.reason)\n"
         var headers: [(String, String)] = [("Content-Type", "text/plain; charset=utf-8")]
         headers.append(contentsOf: extraHeaders)
-        writeHead(status: status, headers: headers, bodyLength: body.utf8.count, keepAlive: false, into: &out)
+        writeHead(status: status, headers: headers, bodyLength: body.utf8.count, keepAlive: false, date: date, into: &out)
         if includeBody { out.append(contentsOf: body.utf8) }
     }
 

@@ -1,6 +1,6 @@
 /// HTTP dates (RFC 9110 section 5.6.7) by calendar arithmetic on the proleptic Gregorian calendar: HTTP dates are
 /// always GMT, so neither a date library nor a time zone database is needed.
-enum StaticHTTPDate {
+enum HTTPDate {
     private static let dayNames = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     private static let longDayNames = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
     private static let monthNames = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
