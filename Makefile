@@ -13,7 +13,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 RELEASE := $(BUILD)/release/uvchatd
 
-.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench fuzz test-asan asan-smoke
+.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench microbench fuzz test-asan asan-smoke
 
 ## run: install what is missing, build a release binary, serve www on http://localhost:$(PORT)
 run: build
@@ -32,6 +32,7 @@ test: test-deps venv
 	swift test -j $(JOBS) --skip-build
 	swift build -c release -j $(JOBS) --product uvchatd
 	swift build -c release -j $(JOBS) --product uvchat-bench
+	bash Benchmarks/run.sh --build-only
 	$(MAKE) --no-print-directory e2e conformance asan-smoke
 	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
 
@@ -83,7 +84,11 @@ test-asan: test-deps venv
 bench: deps
 	bash bench/run.sh
 
+## microbench: ordo-one/benchmark microbenchmarks of the per-message code (Benchmarks/), then the allocation check
+microbench: deps
+	bash Benchmarks/run.sh
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-micro
 
 -include mk/install.mk

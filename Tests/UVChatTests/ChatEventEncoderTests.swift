@@ -226,4 +226,23 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
         #expect(Array(out[..<3]) == [1, 2, 3])
         #expect(text(Array(out[3...])) == #"{"type":"waiting"}{"type":"online","count":7}"#)
     }
+
+    @Test func messageFrameIsAHeaderThenTheEventWithTheLiteralVerbatim() {
+        for count in [0, 1, 97, 98, 200, 70_000] {
+            let literal = Array(String(repeating: #"\u00e9x"#, count: count / 7 + 1).utf8.prefix(count))
+            var out: [UInt8] = [0xAA]   // appended after what is there
+            literal.withUnsafeBytes { ChatEventEncoder.messageFrame(escapedText: $0, into: &out) }
+            let payload = Array(#"{"type":"message","text":""#.utf8) + literal + Array(#""}"#.utf8)
+            var header: [UInt8] = [0xAA, 0x81]
+            if payload.count < 126 {
+                header.append(UInt8(payload.count))
+            } else if payload.count <= 0xFFFF {
+                header += [126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+            } else {
+                header.append(127)
+                for shift in stride(from: 56, through: 0, by: -8) { header.append(UInt8((payload.count >> shift) & 0xFF)) }
+            }
+            #expect(out == header + payload, "text of \(count) bytes")
+        }
+    }
 }

@@ -1,5 +1,5 @@
 /// A command from a client (PROTOCOL.md, "Client to server").
-enum ChatCommand: Equatable {
+public enum ChatCommand: Equatable {
     /// `text` is the byte range, within the decoded input, of the JSON string literal's contents (between the quotes,
     /// still escaped). The decoder has validated every escape and counted the scalars, so the server relays a message
     /// by copying these bytes between `{"type":"message","text":"` and `"}`: one parse, one write, no String.

@@ -6,11 +6,11 @@
 ///
 /// Choices the protocol leaves open: a lone surrogate escape is refused in every string, not only in `text` (such a
 /// string has no Unicode meaning, RFC 7493 2.1); command names are compared after unescaping, like keys.
-enum ChatCommandDecoder {
+public enum ChatCommandDecoder {
     /// Containers nested deeper than this are refused; the command object itself is level 1.
     static let maxDepth = 32
 
-    static func decode(_ input: UnsafeRawBufferPointer, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
+    public static func decode(_ input: UnsafeRawBufferPointer, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
         var scanner = Scanner(input)
         if let result = scanner.fastMessage(maxScalars: maxScalars) { return result }
         scanner.position = 0

@@ -1,5 +1,5 @@
 /// Why a command was refused; sent back as `{"type":"error","code":...}`. The connection stays open.
-enum ChatErrorCode: Equatable, Error {
+public enum ChatErrorCode: Equatable, Error {
     case badRequest, notPaired, tooLong, rateLimited
 
     var wireName: StaticString {

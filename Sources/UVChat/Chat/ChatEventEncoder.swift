@@ -1,6 +1,6 @@
 /// The server's events (PROTOCOL.md, "Server to client") as JSON text payloads. Each call appends the payload only;
 /// the caller writes the WebSocket frame header in front of it.
-enum ChatEventEncoder {
+public enum ChatEventEncoder {
     static func online(count: Int, into out: inout [UInt8]) {
         append(#"{"type":"online","count":"#, to: &out)
         appendDecimal(count, to: &out)
@@ -26,7 +26,7 @@ enum ChatEventEncoder {
         append(#"{"type":"partner_left"}"#, to: &out)
     }
 
-    static func typing(_ active: Bool, into out: inout [UInt8]) {
+    public static func typing(_ active: Bool, into out: inout [UInt8]) {
         append(active ? #"{"type":"typing","active":true}"# : #"{"type":"typing","active":false}"#, to: &out)
     }
 
@@ -44,15 +44,28 @@ enum ChatEventEncoder {
     /// `escapedText` is the contents of a string literal that `ChatCommandDecoder` accepted, copied as they are:
     /// the partner gets the text exactly as it was sent, escapes included.
     @inline(__always)
-    static func message(escapedText: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+    public static func message(escapedText: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         append(messagePrefix, to: &out)
         out.append(contentsOf: escapedText)
         append(messageSuffix, to: &out)
     }
 
+    /// The whole relayed frame, as the partner receives it: a text frame header, then `message(escapedText:into:)`.
+    /// One pass over the sender's bytes, no `String`, and no allocation when `out` has room.
+    @inline(__always)
+    public static func messageFrame(escapedText: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        let length = messagePayloadLength(escapedTextCount: escapedText.count)
+        var header: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &header) { h in
+            let n = WebSocketFrameEncoder.writeHeader(opcode: .text, payloadLength: length, into: h.baseAddress!)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
+        }
+        message(escapedText: escapedText, into: &out)
+    }
+
     /// The payload length of `message(escapedText:into:)`, so that the frame header can be written before the payload.
     @inline(__always)
-    static func messagePayloadLength(escapedTextCount: Int) -> Int {
+    public static func messagePayloadLength(escapedTextCount: Int) -> Int {
         messagePrefix.utf8CodeUnitCount + escapedTextCount + messageSuffix.utf8CodeUnitCount
     }
 

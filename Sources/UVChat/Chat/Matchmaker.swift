@@ -9,7 +9,7 @@
 /// - the list of clients that take a random match (no interests, or their interest wait ran out).
 /// Nodes and list entries live in arrays with free lists and are addressed by index, so enqueue and removal touch a
 /// constant number of links per list the client is in, and a dictionary finds a client's node for `remove`.
-final class Matchmaker {
+public final class Matchmaker {
     let interestTimeoutNanos: UInt64
 
     private struct Node {
@@ -54,11 +54,11 @@ final class Matchmaker {
     private var nodeOfPeer: [PeerID: Int32] = [:]
     private var sequence: UInt64 = 0
 
-    init(interestTimeoutNanos: UInt64 = 5_000_000_000) {
+    public init(interestTimeoutNanos: UInt64 = 5_000_000_000) {
         self.interestTimeoutNanos = interestTimeoutNanos
     }
 
-    var count: Int { nodeOfPeer.count }
+    public var count: Int { nodeOfPeer.count }
 
     func isQueued(_ id: PeerID) -> Bool { nodeOfPeer[id] != nil }
 
@@ -71,7 +71,7 @@ final class Matchmaker {
 
     /// Queues a client; returns the pairing made at once, or nil when it waits (the caller sends `waiting`).
     /// An id that is already queued is re-queued: its old place is given up first, so it can never meet itself.
-    func enqueue(_ id: PeerID, interests: [String], now: UInt64) -> Pairing? {
+    public func enqueue(_ id: PeerID, interests: [String], now: UInt64) -> Pairing? {
         remove(id)
         if interests.isEmpty {
             if let partner = headNode(Matchmaker.randomList) {
@@ -115,7 +115,7 @@ final class Matchmaker {
     }
 
     /// Takes a waiting client out of every list it is in. No-op when it is not queued.
-    func remove(_ id: PeerID) {
+    public func remove(_ id: PeerID) {
         guard let n = nodeOfPeer[id] else { return }
         removeNode(n)
     }

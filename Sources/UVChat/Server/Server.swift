@@ -763,14 +763,8 @@ public final class Server {
     /// One write into the partner's output: the frame header, then the event with the sender's already-validated
     /// JSON string literal copied verbatim.
     private func relay(_ escapedText: UnsafeRawBufferPointer, to partner: Connection) {
-        let length = ChatEventEncoder.messagePayloadLength(escapedTextCount: escapedText.count)
-        var header: (UInt64, UInt64) = (0, 0)
         partner.prepareOutput()
-        withUnsafeMutableBytes(of: &header) { h in
-            let n = WebSocketFrameEncoder.writeHeader(opcode: .text, payloadLength: length, into: h.baseAddress!)
-            partner.pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
-        }
-        ChatEventEncoder.message(escapedText: escapedText, into: &partner.pending)
+        ChatEventEncoder.messageFrame(escapedText: escapedText, into: &partner.pending)
         metrics.messagesRelayed &+= 1
         metrics.framesOut &+= 1
         partner.markDirty()

@@ -2,7 +2,7 @@
 /// so a text message can be checked frame by frame and chunk by chunk as it arrives. It refuses at the first byte
 /// that no continuation could make valid, which is what lets the parser close a connection before the rest of a bad
 /// message arrives (Autobahn 6.4.x).
-struct UTF8Validator {
+public struct UTF8Validator {
     /// Continuation bytes still owed by the current sequence; 0 between characters.
     private var pending: UInt8 = 0
     /// Range the next continuation byte must fall in. Only the first continuation after E0, ED, F0 and F4 is narrower
@@ -10,10 +10,10 @@ struct UTF8Validator {
     private var lower: UInt8 = 0x80
     private var upper: UInt8 = 0xBF
 
-    init() {}
+    public init() {}
 
     /// True when no sequence is half way through: the bytes so far end on a character boundary.
-    var isComplete: Bool { pending == 0 }
+    public var isComplete: Bool { pending == 0 }
 
     mutating func reset() {
         pending = 0
@@ -23,7 +23,7 @@ struct UTF8Validator {
 
     /// Checks the next bytes of the stream. Returns false as soon as the stream so far can no longer be valid UTF-8;
     /// the validator's state is then meaningless until `reset`.
-    mutating func validate(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    public mutating func validate(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let base = bytes.baseAddress else { return true }
         let end = bytes.count
         var i = 0

@@ -1,7 +1,7 @@
 /// A close status code (RFC 6455 section 7.4, IANA "WebSocket Close Code Number Registry").
-struct WebSocketCloseCode: RawRepresentable, Equatable, Hashable, Sendable {
-    var rawValue: UInt16
-    init(rawValue: UInt16) { self.rawValue = rawValue }
+public struct WebSocketCloseCode: RawRepresentable, Equatable, Hashable, Sendable {
+    public var rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
 
     static let normal = WebSocketCloseCode(rawValue: 1000)
     static let goingAway = WebSocketCloseCode(rawValue: 1001)

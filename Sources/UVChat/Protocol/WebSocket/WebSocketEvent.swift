@@ -1,7 +1,7 @@
 /// What `WebSocketParser.next` found. The pointers are borrowed: they stay valid only until the next call to `next`
 /// (or `shrinkIfIdle`) and point either into the caller's input buffer, unmasked in place, or into the parser's own
 /// message buffer. Copy what must outlive that.
-enum WebSocketEvent {
+public enum WebSocketEvent {
     /// A complete text message, fragments reassembled, already checked to be valid UTF-8.
     case text(UnsafeRawBufferPointer)
     /// A complete binary message, fragments reassembled.

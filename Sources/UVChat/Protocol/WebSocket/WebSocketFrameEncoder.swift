@@ -1,6 +1,6 @@
 /// Server-to-client frames (RFC 6455 5.2). A server never masks (5.1), so a frame is a header followed by the
 /// payload as is, and callers that already hold the payload can write the header in front of it and skip a copy.
-enum WebSocketFrameEncoder {
+public enum WebSocketFrameEncoder {
     /// The header length the encoder picks: lengths always take the shortest form, as 5.2 requires.
     @inline(__always)
     static func headerSize(payloadLength: Int) -> Int {
@@ -10,7 +10,7 @@ enum WebSocketFrameEncoder {
     /// Writes a frame header (FIN unless told otherwise, no RSV bits, unmasked) at `into`, which must have room for
     /// `headerSize(payloadLength:)` bytes, and returns the bytes written.
     @inline(__always)
-    static func writeHeader(opcode: WebSocketOpcode, payloadLength: Int, fin: Bool = true,
+    public static func writeHeader(opcode: WebSocketOpcode, payloadLength: Int, fin: Bool = true,
                             into p: UnsafeMutableRawPointer) -> Int {
         precondition(payloadLength >= 0)
         p.storeBytes(of: (fin ? 0x80 : 0) | opcode.rawValue, as: UInt8.self)
@@ -28,7 +28,7 @@ enum WebSocketFrameEncoder {
         return 10
     }
 
-    static func appendFrame(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+    public static func appendFrame(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         // Two words on the stack hold the longest header (10 bytes) without touching the heap.
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in

@@ -5,7 +5,7 @@
 /// A data frame that is a whole message and lies complete in the caller's input is handed back where it lies, so the
 /// common chat message costs no copy and no allocation; only frames split across reads, and fragmented messages,
 /// are copied into the parser's message buffer, whose capacity is reused until `shrinkIfIdle`.
-struct WebSocketParser {
+public struct WebSocketParser {
     private enum State: UInt8 {
         case header, payload, closed, failed
     }
@@ -61,7 +61,7 @@ struct WebSocketParser {
     }
 
     /// Limits above 4 GiB are taken as 4 GiB.
-    init(maxMessageBytes: Int, maxFrameBytes: Int? = nil) {
+    public init(maxMessageBytes: Int, maxFrameBytes: Int? = nil) {
         precondition(maxMessageBytes >= 0)
         _maxMessageBytes = UInt32(clamping: maxMessageBytes)
         _maxFrameBytes = UInt32(clamping: maxFrameBytes ?? maxMessageBytes)
@@ -83,7 +83,7 @@ struct WebSocketParser {
 
     /// Parses `input[offset...]`. Returns the next event with `offset` moved past the bytes it used, or nil once every
     /// remaining byte has been taken into the parser's state. After a close or a failure all input is ignored.
-    mutating func next(_ input: UnsafeMutableRawBufferPointer, offset: inout Int) -> WebSocketEvent? {
+    public mutating func next(_ input: UnsafeMutableRawBufferPointer, offset: inout Int) -> WebSocketEvent? {
         precondition(offset >= 0 && offset <= input.count, "offset outside the input")
         while true {
             let event: WebSocketEvent?
