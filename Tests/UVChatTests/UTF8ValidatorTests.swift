@@ -162,4 +162,26 @@ private func utf8(_ scalar: UInt32) -> [UInt8] { Array(String(Unicode.Scalar(sca
         }
         #expect(validSeen > 100)
     }
+
+    @Test func wholeSequencesCheckedInPlaceAgreeWithTheStandardLibrary() {
+        // Every lead byte with every next byte, and edge values after that, with text around the sequence so that
+        // the whole character lies in one buffer (the in-place path), against String(validating:).
+        let edges: [UInt8] = [0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF]
+        var cases = 0
+        for lead in UInt8(0x80)...UInt8(0xFF) {
+            for second in UInt8(0)...UInt8(0xFF) {
+                for third in lead >= 0xE0 ? edges : [0x41] {
+                    for fourth in lead >= 0xF0 ? [UInt8(0x80), 0x41, 0xC0] : [0x41] {
+                        let bytes: [UInt8] = [0x61, 0xD0, 0xB6, lead, second, third, fourth, 0x7A]
+                        var v = UTF8Validator()
+                        let ok = bytes.withUnsafeBytes { v.validate($0) } && v.isComplete
+                        let expected = String(validating: bytes, as: UTF8.self) != nil
+                        if ok != expected { Issue.record("\(bytes): \(ok), expected \(expected)") }
+                        cases += 1
+                    }
+                }
+            }
+        }
+        #expect(cases > 100_000)
+    }
 }

@@ -30,7 +30,7 @@ final class HTTPState {
 /// connection's output) and asks libuv only for readiness, through a `uv_poll_t`: 160 bytes against 248 for a
 /// `uv_tcp_t`, and no stream machinery per connection. The handle is heap-allocated and freed only in the
 /// `uv_close` callback, which also closes the descriptor. The handle's `data` holds a retained reference to this
-/// object from `start()` until that callback, so the object outlives every libuv callback.
+/// object from the accept until that callback, so the object outlives every libuv callback.
 final class Connection {
     enum Phase: UInt8 {
         case http

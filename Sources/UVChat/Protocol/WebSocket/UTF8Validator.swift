@@ -62,7 +62,22 @@ public struct UTF8Validator {
                     case 0xF4: pending = 3; lower = 0x80; upper = 0x8F          // above 8F would pass U+10FFFF
                     default: return false   // stray continuation, overlong C0/C1, or F5-FF (5- and 6-byte forms)
                     }
-                    break scalar
+                    // The whole character is in these bytes (the usual case): check it here and go on, rather than
+                    // one continuation byte per turn of the outer loop.
+                    let need = Int(pending)
+                    guard end - i >= need else { break scalar }
+                    let first = base.load(fromByteOffset: i, as: UInt8.self)
+                    guard first >= lower && first <= upper else { return false }
+                    if need >= 2 {
+                        guard base.load(fromByteOffset: i + 1, as: UInt8.self) & 0xC0 == 0x80 else { return false }
+                        if need == 3 {
+                            guard base.load(fromByteOffset: i + 2, as: UInt8.self) & 0xC0 == 0x80 else { return false }
+                        }
+                    }
+                    i += need
+                    pending = 0
+                    lower = 0x80
+                    upper = 0xBF
                 }
             } else {
                 let byte = base.load(fromByteOffset: i, as: UInt8.self)
