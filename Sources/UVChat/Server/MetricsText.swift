@@ -92,5 +92,5 @@ enum MetricsText {
 }
 
 public enum BuildInfo {
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
 }
