@@ -212,7 +212,7 @@ final class Connection {
         // A half-close: the peer will read no more requests from us only after our answers, so write them first.
         peerEOF = true
         readPaused = false
-        http?.stash = []
+        http = nil
         if !updatePoll() {
             closeNow()
             return
@@ -335,6 +335,7 @@ final class Connection {
         guard !isClosed else { return }
         if phase != .closing { leavePhase() }
         phase = .closing
+        http = nil   // nothing more is parsed; the lingering connection keeps no request buffer
         finishAfterFlush = true
         if closeDeadline == 0 { closeDeadline = server.nowMillis + server.closeTimeoutMillis }
         if !isDirty && !waitingWritable { flush() }
