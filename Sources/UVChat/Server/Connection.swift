@@ -66,6 +66,8 @@ final class Connection {
     var closeDeadline: UInt64 = 0
     var address: ClientAddress = .unknown
     var wsParser: WebSocketParser? = nil
+    /// The phase, the poll events asked of libuv and the flags below, in one word (see `Bits`).
+    private var bits: UInt16 = 0
 
     /// The bytes at the front of `pending` already written while the kernel buffer was full.
     private var _sent: UInt32 = 0
@@ -76,22 +78,81 @@ final class Connection {
     let id: PeerID
     var lastOnline: Int32 = -1              // the online count this client was last told
 
+    private enum Bits {
+        static let pingOutstanding: UInt16 = 1 << 0
+        static let sentClose: UInt16 = 1 << 1
+        static let countedAsChat: UInt16 = 1 << 2
+        static let isDirty: UInt16 = 1 << 3
+        static let readPaused: UInt16 = 1 << 4
+        static let waitingWritable: UInt16 = 1 << 5
+        static let finishAfterFlush: UInt16 = 1 << 6
+        static let isShutdown: UInt16 = 1 << 7
+        static let peerEOF: UInt16 = 1 << 8
+        static let isClosed: UInt16 = 1 << 9
+        static let pollShift: UInt16 = 10       // two bits: UV_READABLE (1), UV_WRITABLE (2)
+        static let phaseShift: UInt16 = 12      // two bits: Phase's raw value
+    }
+
+    @inline(__always)
+    private func flag(_ mask: UInt16) -> Bool { bits & mask != 0 }
+
+    @inline(__always)
+    private func setFlag(_ mask: UInt16, _ on: Bool) {
+        if on { bits |= mask } else { bits &= ~mask }
+    }
+
+    var phase: Phase {
+        get { Phase(rawValue: UInt8(truncatingIfNeeded: bits >> Bits.phaseShift) & 3)! }
+        set { bits = bits & ~(3 << Bits.phaseShift) | UInt16(newValue.rawValue) << Bits.phaseShift }
+    }
     /// The events asked of libuv now (UV_READABLE, UV_WRITABLE), so that a change costs one epoll_ctl and no
     /// change costs nothing.
-    private var pollEvents: UInt8 = 0
-    var phase: Phase = .http
-    var pingOutstanding = false
-    var sentClose = false
-    var countedAsChat = false
-    var isDirty = false
-    var readPaused = false
+    private var pollEvents: UInt8 {
+        get { UInt8(truncatingIfNeeded: bits >> Bits.pollShift) & 3 }
+        set { bits = bits & ~(3 << Bits.pollShift) | UInt16(newValue & 3) << Bits.pollShift }
+    }
+    var pingOutstanding: Bool {
+        get { flag(Bits.pingOutstanding) }
+        set { setFlag(Bits.pingOutstanding, newValue) }
+    }
+    var sentClose: Bool {
+        get { flag(Bits.sentClose) }
+        set { setFlag(Bits.sentClose, newValue) }
+    }
+    var countedAsChat: Bool {
+        get { flag(Bits.countedAsChat) }
+        set { setFlag(Bits.countedAsChat, newValue) }
+    }
+    var isDirty: Bool {
+        get { flag(Bits.isDirty) }
+        set { setFlag(Bits.isDirty, newValue) }
+    }
+    var readPaused: Bool {
+        get { flag(Bits.readPaused) }
+        set { setFlag(Bits.readPaused, newValue) }
+    }
     /// The kernel took only part of `pending`; the rest goes when the socket is writable.
-    var waitingWritable = false
+    var waitingWritable: Bool {
+        get { flag(Bits.waitingWritable) }
+        set { setFlag(Bits.waitingWritable, newValue) }
+    }
     /// After everything queued is written, shut down the write side and close.
-    var finishAfterFlush = false
-    var isShutdown = false
-    var peerEOF = false
-    var isClosed = false
+    var finishAfterFlush: Bool {
+        get { flag(Bits.finishAfterFlush) }
+        set { setFlag(Bits.finishAfterFlush, newValue) }
+    }
+    var isShutdown: Bool {
+        get { flag(Bits.isShutdown) }
+        set { setFlag(Bits.isShutdown, newValue) }
+    }
+    var peerEOF: Bool {
+        get { flag(Bits.peerEOF) }
+        set { setFlag(Bits.peerEOF, newValue) }
+    }
+    var isClosed: Bool {
+        get { flag(Bits.isClosed) }
+        set { setFlag(Bits.isClosed, newValue) }
+    }
 
     // Output never nears 4 GiB: reading pauses, and slow receivers are closed, long before.
     var sent: Int {
