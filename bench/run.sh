@@ -54,5 +54,6 @@ scenario relay --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --sec
 scenario latency --pairs "${RELAY_PAIRS:-50}" --rate "${LATENCY_RATE:-20000}" --seconds "$SECS"
 scenario churn --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS"
 scenario static --seconds "$SECS"
-{ echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m)); uvchatd on core 0, generator on core 1."; echo
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+{ echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), ${CPU:-unknown CPU}, Linux $(uname -r | cut -d- -f1)); uvchatd on core 0, generator on core 1."; echo
   "$BIN/uvchat-bench" table "$OUT/results.jsonl"; } | tee "$OUT/table.md"
