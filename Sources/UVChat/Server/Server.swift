@@ -42,7 +42,7 @@ public final class Server {
     /// A descriptor kept open so that, when the process has none left, one can be freed to accept and drop a
     /// waiting connection rather than leave the listener readable forever (which would spin the loop).
     private var reserveFD: Int32 = -1
-    /// Accepting paused because not even the reserve descriptor could be had; the sweep tries again.
+    /// Accepting paused (no reserve descriptor could be had, or accept failed otherwise); the sweep tries again.
     private var acceptPaused = false
     private var flushCheck: UnsafeMutablePointer<uv_check_t>?
     private var lagTimer: UnsafeMutablePointer<uv_timer_t>?
@@ -355,10 +355,19 @@ public final class Server {
                 shedWaitingConnections(fd)
                 return
             }
+            // Anything else (ENOMEM, ENOBUFS, ...) would leave the listener readable and the loop spinning on it:
+            // stop accepting until the next sweep.
             metrics.acceptErrors &+= 1
-            logger.log(.warn, "accept failed", ["error": e.description])
+            logger.log(.warn, "accept failed; accepting again in a moment", ["error": e.description])
+            pauseAccepting()
             return
         }
+    }
+
+    private func pauseAccepting() {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        for l in listeners { _ = uv_poll_stop(l) }
     }
 
     /// Out of descriptors: free the reserve one, accept and close each waiting connection with it (the client sees
@@ -377,10 +386,7 @@ public final class Server {
         } else {
             metrics.descriptorLimitHits &+= 1
         }
-        if reserveFD < 0 && !acceptPaused {
-            acceptPaused = true
-            for l in listeners { _ = uv_poll_stop(l) }
-        }
+        if reserveFD < 0 { pauseAccepting() }
         if nowMillis &- lastDescriptorWarning >= 10_000 || lastDescriptorWarning == 0 {
             lastDescriptorWarning = nowMillis
             logger.log(.warn, "out of file descriptors; new connections are dropped",
@@ -392,7 +398,10 @@ public final class Server {
         if reserveFD < 0 { reserveFD = uvc_reserve_fd() }
         guard reserveFD >= 0 else { return }
         acceptPaused = false
-        for l in listeners { _ = startAccepting(l) }
+        for l in listeners where startAccepting(l) != 0 {
+            pauseAccepting()
+            return
+        }
     }
 
     private func startConnection(_ fd: Int32, peer: inout sockaddr_storage) {
