@@ -54,12 +54,8 @@ public enum ChatEventEncoder {
     /// One pass over the sender's bytes, no `String`, and no allocation when `out` has room.
     @inline(__always)
     public static func messageFrame(escapedText: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        let length = messagePayloadLength(escapedTextCount: escapedText.count)
-        var header: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &header) { h in
-            let n = WebSocketFrameEncoder.writeHeader(opcode: .text, payloadLength: length, into: h.baseAddress!)
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
-        }
+        WebSocketFrameEncoder.appendHeader(opcode: .text, payloadLength: messagePayloadLength(escapedTextCount: escapedText.count),
+                                           into: &out)
         message(escapedText: escapedText, into: &out)
     }
 

@@ -59,13 +59,8 @@ extension Connection {
     @inline(__always)
     func sendFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) {
         guard !isClosed else { return }
-        var header: (UInt64, UInt64) = (0, 0)
         prepareOutput()
-        withUnsafeMutableBytes(of: &header) { h in
-            let n = WebSocketFrameEncoder.writeHeader(opcode: opcode, payloadLength: payload.count, into: h.baseAddress!)
-            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
-        }
-        pending.append(contentsOf: payload)
+        WebSocketFrameEncoder.appendFrame(opcode: opcode, payload: payload, into: &pending)
         server.metrics.framesOut &+= 1
         markDirty()
     }

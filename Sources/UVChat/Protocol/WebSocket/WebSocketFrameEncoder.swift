@@ -28,13 +28,20 @@ public enum WebSocketFrameEncoder {
         return 10
     }
 
-    public static func appendFrame(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+    /// Appends a frame header; the caller appends exactly `payloadLength` bytes of payload after it.
+    @inline(__always)
+    public static func appendHeader(opcode: WebSocketOpcode, payloadLength: Int, into out: inout [UInt8]) {
         // Two words on the stack hold the longest header (10 bytes) without touching the heap.
         var header: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &header) { h in
-            let n = writeHeader(opcode: opcode, payloadLength: payload.count, into: h.baseAddress!)
+            let n = writeHeader(opcode: opcode, payloadLength: payloadLength, into: h.baseAddress!)
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: h[0..<n]))
         }
+    }
+
+    @inline(__always)
+    public static func appendFrame(opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        appendHeader(opcode: opcode, payloadLength: payload.count, into: &out)
         out.append(contentsOf: payload)
     }
 
