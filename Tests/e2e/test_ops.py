@@ -338,6 +338,8 @@ def test_metrics_pass_promtool_and_name_the_families(server_factory):
         assert family in text, family
     assert "# TYPE uvchat_loop_lag_seconds histogram" in text
     assert re.search(r"^uvchat_pairs_total 1$", text, re.M)
+    # One binary frame on /ws, one close frame with 1003: counted once (it used to be counted twice).
+    assert re.search(r'^uvchat_close_codes_sent_total\{code="1003"\} 1$', text, re.M), text
     assert re.search(r"^uvchat_messages_relayed_total 1$", text, re.M)
     assert re.search(r'^uvchat_upgrades_total\{endpoint="ws"\} [1-9]', text, re.M)
     assert re.search(r"^uvchat_sent_frames_total [1-9]", text, re.M)

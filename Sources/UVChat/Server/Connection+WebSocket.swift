@@ -23,7 +23,6 @@ extension Connection {
             case .binary(let payload):
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
-                    server.metrics.closeSent[WebSocketCloseCode.unsupportedData.rawValue, default: 0] &+= 1
                     sendCloseAndFinish(.unsupportedData)
                 } else {
                     sendFrame(.binary, payload)
