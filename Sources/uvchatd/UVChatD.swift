@@ -33,9 +33,9 @@ struct UVChatD: ParsableCommand {
     @Option(help: "Most request headers (431 beyond).")
     var maxHeaderCount = defaults.maxHeaderCount
     @Option(help: "Seconds to finish a request head (408 after).")
-    var handshakeTimeout = defaults.handshakeTimeout
+    var handshakeTimeout = defaults.handshakeTimeout.flagSeconds
     @Option(help: "Seconds an idle keep-alive HTTP connection stays open.")
-    var keepAliveTimeout = defaults.keepAliveTimeout
+    var keepAliveTimeout = defaults.keepAliveTimeout.flagSeconds
 
     @Option(help: "Largest /ws message in bytes after reassembly (close 1009 beyond).")
     var maxMessageBytes = defaults.maxMessageBytes
@@ -44,9 +44,9 @@ struct UVChatD: ParsableCommand {
     @Option(help: "Bytes queued for one slow receiver before it is closed with 1008.")
     var outgoingCap = defaults.outgoingCap
     @Option(help: "Seconds of silence before a ping; closed 1008 after two intervals.")
-    var pingInterval = defaults.pingInterval
+    var pingInterval = defaults.pingInterval.flagSeconds
     @Option(help: "Seconds to wait for the peer's close frame.")
-    var closeTimeout = defaults.closeTimeout
+    var closeTimeout = defaults.closeTimeout.flagSeconds
 
     @Option(help: "Longest chat message in Unicode scalars.")
     var maxTextScalars = defaults.maxTextScalars
@@ -55,9 +55,9 @@ struct UVChatD: ParsableCommand {
     @Option(help: "Token bucket burst.")
     var rateBurst = defaults.rateBurst
     @Option(help: "Seconds between online-count updates (sent only when changed).")
-    var onlineInterval = defaults.onlineInterval
+    var onlineInterval = defaults.onlineInterval.flagSeconds
     @Option(help: "Seconds to wait for a common interest before a random match.")
-    var interestTimeout = defaults.interestTimeout
+    var interestTimeout = defaults.interestTimeout.flagSeconds
 
     @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
@@ -80,13 +80,16 @@ struct UVChatD: ParsableCommand {
     var logAddresses = false
 
     @Option(help: "Seconds to drain on SIGTERM/SIGINT before closing the rest.")
-    var drainTimeout = defaults.drainTimeout
+    var drainTimeout = defaults.drainTimeout.flagSeconds
     @Option(help: "debug, info, warn or error.")
-    var logLevel = defaults.logLevel
+    var logLevel = defaults.logLevel.name
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
-        guard LogLevelName.valid.contains(logLevel) else { throw ValidationError("--log-level must be debug, info, warn or error") }
+        guard LogLevel(name: logLevel) != nil else { throw ValidationError("--log-level must be debug, info, warn or error") }
+        for text in trustedProxy where ClientAddress(text: text) == nil {
+            throw ValidationError("invalid --trusted-proxy address '\(text)'")
+        }
         for (name, v) in [("--max-head-bytes", maxHeadBytes), ("--max-target-bytes", maxTargetBytes),
                           ("--max-header-count", maxHeaderCount), ("--max-message-bytes", maxMessageBytes),
                           ("--echo-max-message-bytes", echoMaxMessageBytes), ("--outgoing-cap", outgoingCap),
@@ -114,18 +117,18 @@ struct UVChatD: ParsableCommand {
         c.maxHeadBytes = maxHeadBytes
         c.maxTargetBytes = maxTargetBytes
         c.maxHeaderCount = maxHeaderCount
-        c.handshakeTimeout = handshakeTimeout
-        c.keepAliveTimeout = keepAliveTimeout
+        c.handshakeTimeout = .seconds(fromFlag: handshakeTimeout)
+        c.keepAliveTimeout = .seconds(fromFlag: keepAliveTimeout)
         c.maxMessageBytes = maxMessageBytes
         c.echoMaxMessageBytes = echoMaxMessageBytes
         c.outgoingCap = outgoingCap
-        c.pingInterval = pingInterval
-        c.closeTimeout = closeTimeout
+        c.pingInterval = .seconds(fromFlag: pingInterval)
+        c.closeTimeout = .seconds(fromFlag: closeTimeout)
         c.maxTextScalars = maxTextScalars
         c.ratePerSecond = ratePerSecond
         c.rateBurst = rateBurst
-        c.onlineInterval = onlineInterval
-        c.interestTimeout = interestTimeout
+        c.onlineInterval = .seconds(fromFlag: onlineInterval)
+        c.interestTimeout = .seconds(fromFlag: interestTimeout)
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute
@@ -133,10 +136,10 @@ struct UVChatD: ParsableCommand {
         c.addressRateBurst = addressRateBurst
         c.rateLimitsEnabled = !noRateLimits
         c.allowedOrigins = allowOrigin
-        c.trustedProxies = trustedProxy
+        c.trustedProxies = trustedProxy.compactMap(ClientAddress.init(text:))
         c.logAddresses = logAddresses
-        c.drainTimeout = drainTimeout
-        c.logLevel = logLevel
+        c.drainTimeout = .seconds(fromFlag: drainTimeout)
+        c.logLevel = LogLevel(name: logLevel) ?? .info
         return c
     }
 
@@ -150,10 +153,6 @@ struct UVChatD: ParsableCommand {
         }
         Glibc.exit(server.run())
     }
-}
-
-enum LogLevelName {
-    static let valid = ["debug", "info", "warn", "error"]
 }
 
 func fail(_ line: String) -> Never {

@@ -28,7 +28,7 @@ struct ServerIntegrationTests {
         config.port = 0
         config.wwwRoot = www.path
         config.echo = true
-        config.logLevel = "error"
+        config.logLevel = .error
         configure(&config)
         let running = Running()
         let frozen = config

@@ -1,6 +1,9 @@
 /// Why a command was refused; sent back as `{"type":"error","code":...}`. The connection stays open.
-public enum ChatErrorCode: Equatable, Error {
+public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
     case badRequest, notPaired, tooLong, rateLimited
+
+    /// The position in `allCases`: the index of the code's prebuilt frame and of its refusal counter.
+    @inline(__always) var index: Int { rawValue }
 
     var wireName: StaticString {
         switch self {

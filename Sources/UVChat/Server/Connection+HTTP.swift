@@ -1,5 +1,3 @@
-import CLibUV
-
 extension Connection {
     /// Parse request heads from `input[start...]` and answer each in order (pipelining keeps order because every
     /// answer is produced synchronously, here).
@@ -13,7 +11,7 @@ extension Connection {
                 offset += skip
                 continue
             }
-            if outstandingBytes > Server.httpPipelineHighWater {
+            if outstandingBytes > HTTPState.pipelineHighWater {
                 // The client is not reading its answers: keep the rest of its requests for later.
                 http.stash.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[offset...]))
                 pauseReading()
@@ -45,85 +43,80 @@ extension Connection {
 
     func sendHTTPError(_ status: HTTPStatus, isHead: Bool, extraHeaders: [(String, String)] = []) {
         var out: [UInt8] = []
-        HTTPResponseWriter.writeError(status, extraHeaders: extraHeaders, includeBody: !isHead, date: server.httpDate,
+        HTTPResponseWriter.writeError(status, extraHeaders: extraHeaders, includeBody: !isHead, date: server.clock.date,
                                       into: &out)
-        enqueue(out)
+        write(out)
         finish()
     }
 
-    func handleRequest(_ head: HTTPRequestHead) {
+    private func handleRequest(_ head: HTTPRequestHead) {
         server.metrics.httpRequests &+= 1
         let isHead = head.method == .head
-        guard head.method == .get || isHead else {
-            server.metrics.httpErrors &+= 1
-            sendHTTPError(.methodNotAllowed, isHead: false, extraHeaders: [("Allow", "GET, HEAD")])
-            return
-        }
         let keepAlive = head.keepAlive && !server.isDraining
-        switch head.path {
-        case "/ws":
-            if isHead { sendHTTPError(.methodNotAllowed, isHead: true, extraHeaders: [("Allow", "GET")]); return }
-            upgrade(head, to: .chat)
-        case "/echo" where server.config.echo:
-            if isHead { sendHTTPError(.methodNotAllowed, isHead: true, extraHeaders: [("Allow", "GET")]); return }
-            upgrade(head, to: .echo)
-        case "/healthz":
+        switch server.routes.route(method: head.method, path: head.path) {
+        case .methodNotAllowed(let allow, let withBody):
+            if withBody { server.metrics.httpErrors &+= 1 }
+            sendHTTPError(.methodNotAllowed, isHead: !withBody, extraHeaders: [("Allow", allow)])
+        case .upgrade(let endpoint):
+            upgrade(head, to: endpoint)
+        case .health:
             let ok = !server.isDraining
             let body: StaticString = ok ? "ok" : "draining"
             respond(ok ? .ok : .serviceUnavailable,
                     headers: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
                     body: UnsafeRawBufferPointer(start: body.utf8Start, count: body.utf8CodeUnitCount),
                     isHead: isHead, keepAlive: keepAlive)
-        case "/online":
-            // The start page shows the count before the person joins (joining /ws would queue them at once).
+        case .online:
             var bytes: [UInt8] = []
-            ChatEventEncoder.online(count: server.chatCount, into: &bytes)
+            ChatEventEncoder.online(count: server.chat.memberCount, into: &bytes)
             bytes.withUnsafeBytes { body in
                 respond(.ok, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
                         body: body, isHead: isHead, keepAlive: keepAlive)
             }
-        case "/metrics":
-            let text = server.metricsText()
-            var bytes = Array(text.utf8)
-            bytes.withUnsafeMutableBytes { raw in
+        case .metrics:
+            let bytes = Array(server.metricsText().utf8)
+            bytes.withUnsafeBytes { body in
                 respond(.ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
-                        body: UnsafeRawBufferPointer(raw), isHead: isHead, keepAlive: keepAlive)
+                        body: body, isHead: isHead, keepAlive: keepAlive)
             }
-        default:
-            if head.method == .get && keepAlive, let whole = server.staticFast[head.path],
-               head.header("if-none-match") == nil && head.header("if-modified-since") == nil {
-                enqueue(whole)
-                http?.deadline = server.nowMillis + server.keepAliveTimeoutMillis
-                return
-            }
-            let answer = server.staticFiles.respond(rawPath: head.path,
-                                                    ifNoneMatch: head.header("if-none-match"),
-                                                    ifModifiedSince: head.header("if-modified-since"))
-            var headers = answer.headers
-            headers.append(contentsOf: Server.securityHeaders)
-            if answer.status == 404 { server.metrics.httpNotFound &+= 1 }
-            let status: HTTPStatus = answer.status == 200 ? .ok : (answer.status == 304 ? .notModified : .notFound)
-            answer.body.withUnsafeBytes { body in
-                respond(status, headers: headers, body: body, isHead: isHead, keepAlive: keepAlive)
-            }
+        case .staticFile:
+            serveFile(head, isHead: isHead, keepAlive: keepAlive)
         }
     }
 
-    func respond(_ status: HTTPStatus, headers: [(String, String)], body: UnsafeRawBufferPointer, isHead: Bool, keepAlive: Bool) {
+    private func serveFile(_ head: HTTPRequestHead, isHead: Bool, keepAlive: Bool) {
+        let ifNoneMatch = head.header("if-none-match"), ifModifiedSince = head.header("if-modified-since")
+        if head.method == .get && keepAlive && ifNoneMatch == nil && ifModifiedSince == nil,
+           let whole = server.prebuilt.response(for: head.path) {
+            write(whole)
+            http?.deadline = now + server.keepAliveTimeoutMillis
+            return
+        }
+        let answer = server.staticFiles.respond(rawPath: head.path, ifNoneMatch: ifNoneMatch,
+                                                ifModifiedSince: ifModifiedSince)
+        if answer.status == 404 { server.metrics.httpNotFound &+= 1 }
+        let status: HTTPStatus = answer.status == 200 ? .ok : (answer.status == 304 ? .notModified : .notFound)
+        answer.body.withUnsafeBytes { body in
+            respond(status, headers: answer.headers + SecurityHeaders.all, body: body, isHead: isHead, keepAlive: keepAlive)
+        }
+    }
+
+    private func respond(_ status: HTTPStatus, headers: [(String, String)], body: UnsafeRawBufferPointer, isHead: Bool,
+                         keepAlive: Bool) {
         var out: [UInt8] = []
         out.reserveCapacity(256 + (isHead ? 0 : body.count))
         HTTPResponseWriter.writeHead(status: status, headers: headers, bodyLength: body.count, keepAlive: keepAlive,
-                                     date: server.httpDate, into: &out)
+                                     date: server.clock.date, into: &out)
         if !isHead && status != .notModified { out.append(contentsOf: body) }
-        enqueue(out)
+        write(out)
         if keepAlive {
-            http?.deadline = server.nowMillis + server.keepAliveTimeoutMillis
+            http?.deadline = now + server.keepAliveTimeoutMillis
         } else {
             finish()
         }
     }
 
-    private func upgrade(_ head: HTTPRequestHead, to target: Phase) {
+    private func upgrade(_ head: HTTPRequestHead, to endpoint: WebSocketEndpoint) {
         if server.isDraining {
             sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", "5")])
             return
@@ -137,45 +130,33 @@ extension Connection {
         case .success(let value):
             accept = value
         }
-        if !server.config.allowedOrigins.isEmpty {
-            let origin = head.header("origin") ?? ""
-            if !server.config.allowedOrigins.contains(origin) {
-                server.metrics.originRejected &+= 1
-                sendHTTPError(.forbidden, isHead: false)
-                return
-            }
+        let origins = server.config.allowedOrigins
+        if !origins.isEmpty && !origins.contains(head.header("origin") ?? "") {
+            server.metrics.originRejected &+= 1
+            sendHTTPError(.forbidden, isHead: false)
+            return
         }
-        if server.trustedProxies.contains(address), let forwarded = head.header("x-forwarded-for") {
-            // The proxy appends the address it saw; that rightmost entry is the one a trusted proxy vouches for.
-            let last = forwarded.split(separator: ",").last.map { String($0).trimmingASCIISpaces() } ?? ""
-            if let client = ClientAddress(text: last) { address = client }
-        }
-        if target == .chat, let refusal = server.admitChat(self) {
+        address = ForwardedFor.clientAddress(peer: address, header: head.header("x-forwarded-for"),
+                                             trustedProxies: server.trustedProxies)
+        if endpoint == .chat, let retryAfter = server.chat.admit(address: address, now: now) {
             server.metrics.capacityRejected &+= 1
-            sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", refusal)])
+            sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", String(retryAfter))])
             return
         }
         var out: [UInt8] = []
         WebSocketHandshake.writeSwitchingProtocols(accept: accept, into: &out)
-        enqueue(out)
+        write(out)
         http = nil
-        lastSeen = server.nowMillis
-        let cap = target == .chat ? server.config.maxMessageBytes : server.config.echoMaxMessageBytes
-        wsParser = WebSocketParser(maxMessageBytes: cap)
-        phase = target
-        if target == .chat {
-            server.chatOpened(self, interests: Interests.parse(query: head.query))
-        } else {
+        switch endpoint {
+        case .chat:
+            session = WebSocketSession(maxMessageBytes: server.config.maxMessageBytes, now: now)
+            phase = .chat
+            server.metrics.chatUpgrades &+= 1
+            server.chat.join(id, address: address, interests: Interests.parse(query: head.query), now: now)
+        case .echo:
+            session = WebSocketSession(maxMessageBytes: server.config.echoMaxMessageBytes, now: now)
+            phase = .echo
             server.metrics.echoUpgrades &+= 1
         }
-    }
-}
-
-extension String {
-    func trimmingASCIISpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
     }
 }

@@ -1,56 +1,39 @@
-import CLibUV
-
 extension Connection {
-    /// Decode frames from `input[start...]` and act on each event.
+    /// Feeds `input[start...]` to the session and performs each of its actions.
     func handleFrames(_ input: UnsafeMutableRawBufferPointer, from start: Int) {
         var offset = start
-        while !isClosed, let event = wsParser?.next(input, offset: &offset) {
-            lastSeen = server.nowMillis
-            if phase == .closing {
-                // We sent our close frame: only the peer's close frame matters now.
-                if case .close = event { finish() }
-                if case .fail = event { finish() }
-                continue
-            }
-            switch event {
+        let now = self.now
+        while !isClosed, let action = session?.next(input, offset: &offset, now: now) {
+            switch action {
             case .text(let payload):
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
-                    server.chatCommand(self, payload)
+                    server.chat.receive(payload, from: id, now: now)
                 } else {
                     sendFrame(.text, payload)
                 }
             case .binary(let payload):
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
-                    sendCloseAndFinish(.unsupportedData)
+                    // Binary data has no meaning on /ws (PROTOCOL.md, "Frames").
+                    if session?.refuse(.unsupportedData) == true { writeClose(.unsupportedData) }
+                    finish()
                 } else {
                     sendFrame(.binary, payload)
                 }
-            case .ping(let payload):
+            case .sendPong(let payload):
                 sendFrame(.pong, payload)
-            case .pong:
-                pingOutstanding = false
-            case .close(let code, _):
-                server.metrics.closeReceived[code ?? 1005, default: 0] &+= 1
-                // Answer with the same code (RFC 6455 5.5.1), then close once it is written.
-                let reply = code.map { WebSocketCloseCode(rawValue: $0) } ?? nil
-                if phase == .chat { leavePhase() }
-                if !sentClose {
-                    var out: [UInt8] = []
-                    if let reply {
-                        server.metrics.closeSent[reply.rawValue, default: 0] &+= 1
-                        WebSocketFrameEncoder.appendClose(code: reply, into: &out)
-                    } else {
-                        WebSocketFrameEncoder.appendFrame(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &out)
-                    }
-                    enqueue(out)
-                    sentClose = true
-                }
+            case .closeReceived(let received, let reply):
+                server.metrics.closeReceived[received ?? WebSocketCloseCode.noStatus.rawValue, default: 0] &+= 1
+                leaveChat()
+                writeClose(reply)
                 finish()
-            case .fail(let code):
+            case .failed(let code):
                 server.metrics.protocolFailures &+= 1
-                sendCloseAndFinish(code)
+                writeClose(code)
+                finish()
+            case .finish:
+                finish()
             }
         }
     }
@@ -59,7 +42,7 @@ extension Connection {
     func sendFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) {
         guard !isClosed else { return }
         prepareOutput()
-        WebSocketFrameEncoder.appendFrame(opcode: opcode, payload: payload, into: &pending)
+        WebSocketFrameEncoder.appendFrame(opcode: opcode, payload: payload, into: &output)
         server.metrics.framesOut &+= 1
         markDirty()
     }
@@ -69,36 +52,35 @@ extension Connection {
     func sendPrebuilt(_ frame: [UInt8]) {
         guard !isClosed else { return }
         prepareOutput()
-        pending.append(contentsOf: frame)
+        output.append(contentsOf: frame)
         server.metrics.framesOut &+= 1
         markDirty()
     }
 
-    /// A fatal condition for this WebSocket: send a close frame with `code` and close without waiting long.
-    func sendCloseAndFinish(_ code: WebSocketCloseCode) {
+    /// The one place a close frame is encoded and counted; the session has decided that it is due. nil: a close
+    /// frame without a code (the answer to one without a code).
+    private func writeClose(_ code: WebSocketCloseCode?) {
         guard !isClosed else { return }
-        if !sentClose {
+        prepareOutput()
+        if let code {
             server.metrics.closeSent[code.rawValue, default: 0] &+= 1
-            var out: [UInt8] = []
-            WebSocketFrameEncoder.appendClose(code: code, into: &out)
-            enqueue(out)
-            sentClose = true
+            WebSocketFrameEncoder.appendClose(code: code, into: &output)
+        } else {
+            WebSocketFrameEncoder.appendFrame(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &output)
         }
-        finish()
+        markDirty()
     }
 
-    /// Start the closing handshake (shutdown, idle timeout, slow consumer): send our close frame and wait for the
-    /// peer's, up to the close timeout.
-    func startClosingHandshake(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil) {
-        guard !isClosed, !sentClose else { return }
+    /// The server ends the session (shutdown, idle timeout, slow consumer): our close frame, then the peer's is
+    /// awaited up to the close timeout (or `waitMillis`). `leavingChat: false` when the chat service asked for the
+    /// close and has already taken the peer out (the service is not re-entered).
+    func closeWebSocket(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil,
+                        leavingChat: Bool = true) {
+        guard !isClosed, session?.close(code) == true else { return }
         if dropPending { dropUnsentFrames() }
-        if phase == .chat || countedAsChat { leavePhase() }
-        server.metrics.closeSent[code.rawValue, default: 0] &+= 1
-        var out: [UInt8] = []
-        WebSocketFrameEncoder.appendClose(code: code, into: &out)
-        enqueue(out)
-        sentClose = true
+        if leavingChat { leaveChat() }
+        writeClose(code)
         phase = .closing
-        closeDeadline = server.nowMillis + (waitMillis ?? server.closeTimeoutMillis)
+        closeDeadline = now + (waitMillis ?? server.closeTimeoutMillis)
     }
 }

@@ -1,13 +1,12 @@
-import CLibUV
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Levels of the logfmt lines written to standard error.
-enum LogLevel: Int, Comparable, Sendable, CaseIterable {
+public enum LogLevel: Int, Comparable, Sendable, CaseIterable {
     case debug = 0, info, warn, error
 
-    var name: String {
+    public var name: String {
         switch self {
         case .debug: "debug"
         case .info: "info"
@@ -16,12 +15,12 @@ enum LogLevel: Int, Comparable, Sendable, CaseIterable {
         }
     }
 
-    init?(name: String) {
+    public init?(name: String) {
         guard let level = LogLevel.allCases.first(where: { $0.name == name }) else { return nil }
         self = level
     }
 
-    static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// One logfmt line per event worth an operator's attention, written straight to fd 2 (journald takes it as is).

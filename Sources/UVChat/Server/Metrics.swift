@@ -1,12 +1,6 @@
-/// Counters kept by the loop; rendered in the Prometheus text format by `Server.metricsText()`.
+/// The HTTP and WebSocket counters the connections keep; with the loop's `IOCounters` and the chat's
+/// `ChatCounters`, rendered in the Prometheus text format by `MetricsText`.
 struct Metrics {
-    var accepted: UInt64 = 0
-    var acceptErrors: UInt64 = 0
-    var descriptorLimitHits: UInt64 = 0
-    var readErrors: UInt64 = 0
-    var writeErrors: UInt64 = 0
-    var bytesIn: UInt64 = 0
-    var bytesOut: UInt64 = 0
     var framesIn: UInt64 = 0
     var framesOut: UInt64 = 0
     var httpRequests: UInt64 = 0
@@ -18,11 +12,6 @@ struct Metrics {
     var capacityRejected: UInt64 = 0
     var echoUpgrades: UInt64 = 0
     var chatUpgrades: UInt64 = 0
-    var pairsMade: UInt64 = 0
-    var messagesRelayed: UInt64 = 0
-    var refused: [UInt64] = [0, 0, 0, 0]          // by ChatErrorCode order: bad_request, not_paired, too_long, rate_limited
-    var rateLimitHits: UInt64 = 0
-    var slowConsumerCloses: UInt64 = 0
     var idleTimeouts: UInt64 = 0
     var protocolFailures: UInt64 = 0
     var closeSent: [UInt16: UInt64] = [:]

@@ -4,7 +4,7 @@ import Glibc
 
 /// Renders the counters in the Prometheus text exposition format 0.0.4.
 enum MetricsText {
-    static func render(_ m: Metrics, states: [(String, Int)], draining: Bool) -> String {
+    static func render(_ m: Metrics, io: IOCounters, chat: ChatCounters, states: [(String, Int)], draining: Bool) -> String {
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -17,13 +17,13 @@ enum MetricsText {
         metric("uvchat_connections", "gauge", "Open connections by state.",
                states.map { ("state=\"\($0.0)\"", String($0.1)) })
         metric("uvchat_draining", "gauge", "1 while the server drains for shutdown.", [("", draining ? "1" : "0")])
-        counter("uvchat_connections_accepted_total", "TCP connections accepted.", m.accepted)
-        counter("uvchat_accept_errors_total", "Failed accepts (for example out of file descriptors).", m.acceptErrors)
-        counter("uvchat_descriptor_limit_hits_total", "Connections dropped at accept because no file descriptor was left (RLIMIT_NOFILE).", m.descriptorLimitHits)
-        counter("uvchat_read_errors_total", "Socket read errors other than EOF.", m.readErrors)
-        counter("uvchat_write_errors_total", "Socket write errors.", m.writeErrors)
-        counter("uvchat_received_bytes_total", "Bytes read from clients.", m.bytesIn)
-        counter("uvchat_sent_bytes_total", "Bytes written to clients.", m.bytesOut)
+        counter("uvchat_connections_accepted_total", "TCP connections accepted.", io.accepted)
+        counter("uvchat_accept_errors_total", "Failed accepts (for example out of file descriptors).", io.acceptErrors)
+        counter("uvchat_descriptor_limit_hits_total", "Connections dropped at accept because no file descriptor was left (RLIMIT_NOFILE).", io.descriptorLimitHits)
+        counter("uvchat_read_errors_total", "Socket read errors other than EOF.", io.readErrors)
+        counter("uvchat_write_errors_total", "Socket write errors.", io.writeErrors)
+        counter("uvchat_received_bytes_total", "Bytes read from clients.", io.bytesIn)
+        counter("uvchat_sent_bytes_total", "Bytes written to clients.", io.bytesOut)
         counter("uvchat_received_frames_total", "WebSocket data messages received.", m.framesIn)
         counter("uvchat_sent_frames_total", "WebSocket frames queued for clients.", m.framesOut)
         metric("uvchat_upgrades_total", "counter", "WebSocket upgrades accepted, by endpoint.",
@@ -35,13 +35,12 @@ enum MetricsText {
         counter("uvchat_handshake_timeouts_total", "Connections closed for not finishing a request head in time.", m.handshakeTimeouts)
         counter("uvchat_origin_rejected_total", "Upgrades refused by the Origin allow-list.", m.originRejected)
         counter("uvchat_capacity_rejected_total", "Upgrades refused by a connection cap.", m.capacityRejected)
-        counter("uvchat_pairs_total", "Pairs made.", m.pairsMade)
-        counter("uvchat_messages_relayed_total", "Chat messages relayed to a partner.", m.messagesRelayed)
+        counter("uvchat_pairs_total", "Pairs made.", chat.pairsMade)
+        counter("uvchat_messages_relayed_total", "Chat messages relayed to a partner.", chat.messagesRelayed)
         metric("uvchat_messages_refused_total", "counter", "Chat commands refused, by error code.",
-               [("code=\"bad_request\"", String(m.refused[0])), ("code=\"not_paired\"", String(m.refused[1])),
-                ("code=\"too_long\"", String(m.refused[2])), ("code=\"rate_limited\"", String(m.refused[3]))])
-        counter("uvchat_rate_limit_hits_total", "Messages refused by a rate limit.", m.rateLimitHits)
-        counter("uvchat_slow_consumer_closes_total", "Receivers closed for falling behind the outgoing cap.", m.slowConsumerCloses)
+               ChatErrorCode.allCases.map { ("code=\"\($0.wireName)\"", String(chat.refused[$0.index])) })
+        counter("uvchat_rate_limit_hits_total", "Messages refused by a rate limit.", chat.rateLimitHits)
+        counter("uvchat_slow_consumer_closes_total", "Receivers closed for falling behind the outgoing cap.", chat.slowConsumerCloses)
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
         metric("uvchat_close_codes_sent_total", "counter", "Close frames sent, by code.",

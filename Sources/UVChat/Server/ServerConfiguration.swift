@@ -1,4 +1,5 @@
-/// Every limit and setting in one place, each with its default (the CLI shows these in `--help`).
+/// Every limit and setting in one place, each with its default (the CLI shows these in `--help`). Typed values,
+/// parsed once by the daemon: a bad flag fails at start-up, never inside the loop.
 public struct ServerConfiguration: Sendable {
     public var host = "::"
     public var port = 8080
@@ -9,22 +10,22 @@ public struct ServerConfiguration: Sendable {
     public var maxHeadBytes = 16 * 1024
     public var maxTargetBytes = 8 * 1024
     public var maxHeaderCount = 100
-    public var handshakeTimeout = 10.0           // seconds to finish a request head
-    public var keepAliveTimeout = 30.0           // seconds an idle keep-alive HTTP connection is kept
+    public var handshakeTimeout: Duration = .seconds(10)     // to finish a request head
+    public var keepAliveTimeout: Duration = .seconds(30)     // an idle keep-alive HTTP connection is kept
 
     // WebSocket
     public var maxMessageBytes = 16 * 1024       // /ws, after reassembly
     public var echoMaxMessageBytes = 16 * 1024 * 1024
     public var outgoingCap = 1024 * 1024         // per connection, bytes queued but not yet written
-    public var pingInterval = 30.0               // seconds; closed 1008 after two unanswered intervals
-    public var closeTimeout = 5.0                // seconds to wait for the peer's close frame / FIN
+    public var pingInterval: Duration = .seconds(30)         // closed 1008 after two unanswered intervals
+    public var closeTimeout: Duration = .seconds(5)          // to wait for the peer's close frame / FIN
 
     // Chat
     public var maxTextScalars = 2000
     public var ratePerSecond = 10.0
     public var rateBurst = 20.0
-    public var onlineInterval = 10.0             // seconds between `online` updates (only when changed)
-    public var interestTimeout = 5.0             // seconds before an interest wait falls back to random
+    public var onlineInterval: Duration = .seconds(10)       // between `online` updates (only when changed)
+    public var interestTimeout: Duration = .seconds(5)       // before an interest wait falls back to random
 
     // Abuse limits
     public var maxConnections = 10_000
@@ -34,12 +35,55 @@ public struct ServerConfiguration: Sendable {
     public var addressRateBurst = 60.0
     public var rateLimitsEnabled = true
     public var allowedOrigins: [String] = []     // empty: any Origin
-    public var trustedProxies: [String] = []     // addresses whose X-Forwarded-For is believed
+    public var trustedProxies: [ClientAddress] = []   // peers whose X-Forwarded-For is believed
 
     // Operations
-    public var drainTimeout = 10.0
-    public var logLevel = "info"
+    public var drainTimeout: Duration = .seconds(10)
+    public var logLevel = LogLevel.info
     public var logAddresses = false
 
     public init() {}
+
+    var chatSettings: ChatSettings {
+        var s = ChatSettings()
+        s.maxTextScalars = maxTextScalars
+        s.outgoingCap = outgoingCap
+        s.ratePerSecond = ratePerSecond
+        s.rateBurst = rateBurst
+        s.maxConnections = maxConnections
+        s.maxConnectionsPerAddress = maxConnectionsPerAddress
+        s.newConnectionsPerMinutePerAddress = newConnectionsPerMinutePerAddress
+        s.addressRatePerSecond = addressRatePerSecond
+        s.addressRateBurst = addressRateBurst
+        s.rateLimitsEnabled = rateLimitsEnabled
+        return s
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds for the loop's timers and deadlines: rounded, and at least 1 (a zero timeout would fire
+    /// at once, every time).
+    var loopMillis: UInt64 {
+        let (seconds, attoseconds) = components
+        let ms = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return UInt64(max(1, ms.rounded()))
+    }
+
+    /// Nanoseconds, never negative (the interest timeout may be 0).
+    var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        let ns = Double(seconds) * 1e9 + Double(attoseconds) / 1e9
+        return UInt64(max(0, ns))
+    }
+
+    /// The value as a count of seconds, as the command line shows and takes it.
+    public var flagSeconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    /// From a count of seconds as the command line gives it.
+    public static func seconds(fromFlag value: Double) -> Duration {
+        .nanoseconds(Int64((value * 1e9).rounded()))
+    }
 }

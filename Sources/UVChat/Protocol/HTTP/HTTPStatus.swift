@@ -17,3 +17,7 @@ struct HTTPStatus: Equatable {
     static let serviceUnavailable = HTTPStatus(code: 503, reason: "Service Unavailable")
     static let httpVersionNotSupported = HTTPStatus(code: 505, reason: "HTTP Version Not Supported")
 }
+
+extension HTTPStatus {
+    static let requestTimeout = HTTPStatus(code: 408, reason: "Request Timeout")
+}

@@ -1,0 +1,34 @@
+/// Chat events whose bytes never change, framed once at start-up so that sending one is a single append.
+struct ChatFrames {
+    let waiting: [UInt8]
+    let partnerLeft: [UInt8]
+    let typingOn: [UInt8]
+    let typingOff: [UInt8]
+    /// By `ChatErrorCode.index`.
+    private let errors: [[UInt8]]
+
+    init() {
+        waiting = ChatFrames.text { ChatEventEncoder.waiting(into: &$0) }
+        partnerLeft = ChatFrames.text { ChatEventEncoder.partnerLeft(into: &$0) }
+        typingOn = ChatFrames.text { ChatEventEncoder.typing(true, into: &$0) }
+        typingOff = ChatFrames.text { ChatEventEncoder.typing(false, into: &$0) }
+        errors = ChatErrorCode.allCases.map { code in
+            ChatFrames.text { ChatEventEncoder.error(code, message: code.defaultMessage, into: &$0) }
+        }
+    }
+
+    @inline(__always) func error(_ code: ChatErrorCode) -> [UInt8] { errors[code.index] }
+
+    static func online(_ count: Int) -> [UInt8] {
+        text { ChatEventEncoder.online(count: count, into: &$0) }
+    }
+
+    /// A text frame around the payload that `build` appends.
+    static func text(_ build: (inout [UInt8]) -> Void) -> [UInt8] {
+        var payload: [UInt8] = []
+        build(&payload)
+        var frame: [UInt8] = []
+        payload.withUnsafeBytes { WebSocketFrameEncoder.appendFrame(opcode: .text, payload: $0, into: &frame) }
+        return frame
+    }
+}

@@ -1,0 +1,20 @@
+/// What the chat service asks of the shell: put bytes in front of a peer, or close it. The shell implements it
+/// over its connections (`ConnectionOutbox`); tests implement it with a recorder. Calls only append or start a
+/// close: they never call back into the service, so a command is handled start to finish without re-entry.
+public protocol ChatOutbox {
+    /// A whole frame built once (a prebuilt event), appended to the peer's output.
+    func send(_ frame: [UInt8], to peer: PeerID)
+    /// A text frame around `payload`.
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID)
+    /// The partner's copy of a message: `ChatEventEncoder.messageFrame(escapedText:)` appended to its output.
+    /// Returns the bytes now waiting to be written to that peer.
+    func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int
+    /// Close the peer's WebSocket. The service has already taken the peer out of the chat.
+    func close(_ peer: PeerID, _ reason: ChatCloseReason)
+}
+
+/// Why the service closes a peer.
+public enum ChatCloseReason: Equatable, Sendable {
+    /// Its outgoing buffer passed the cap: close 1008, dropping the frames not yet written.
+    case slowConsumer
+}

@@ -1,0 +1,228 @@
+/// The chat (PROTOCOL.md, "Client to server", "Pairing", "Guarantees") as a sans-IO service: the shell tells it
+/// that a peer joined, sent a command or left, and passes the time in (milliseconds); the service decides, and
+/// writes through `Outbox`. It knows nothing of sockets, and a unit test drives it with a recording outbox and a
+/// number for a clock.
+///
+/// Generic over the outbox and the routing so that the server's use is specialised: a relayed message is one
+/// decode, one routing lookup, two bucket checks and one append, with no action array and no allocation.
+public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
+    public let settings: ChatSettings
+    public var outbox: Outbox
+    public private(set) var routing: Routing
+    public private(set) var counters = ChatCounters()
+    /// Peers in the chat now (the `online` count): joined and not yet left.
+    public private(set) var memberCount = 0
+    /// True once the server drains: partners are not told `partner_left` (the stranger did not leave; the
+    /// server is going away, and the 1001 close says so).
+    public private(set) var isDraining = false
+
+    private struct Peer {
+        var bucket = TokenBucket(tokens: 0, at: 0)
+        var address = ClientAddress.unknown
+        var interests: [String] = []
+        /// The online count this peer was last told.
+        var lastOnline: Int32 = -1
+        var isMember = false
+    }
+
+    /// By `PeerID.rawValue`; the shell's peer ids are small dense slot numbers.
+    private var peers: [Peer] = []
+    private var addresses: [ClientAddress: AddressState] = [:]
+    private var lastAddressPrune: UInt64 = 0
+    private let frames = ChatFrames()
+    private var scratch: [UInt8] = []
+
+    public init(settings: ChatSettings, outbox: Outbox, routing: Routing) {
+        self.settings = settings
+        self.outbox = outbox
+        self.routing = routing
+    }
+
+    // MARK: - Joining and leaving
+
+    /// The global and per-address caps for a new chat connection, checked before the upgrade is answered. Returns
+    /// the `Retry-After` seconds for a 503, or nil to admit (which counts against the address's rate).
+    public mutating func admit(address: ClientAddress, now: UInt64) -> Int? {
+        guard settings.rateLimitsEnabled else { return nil }
+        if memberCount >= settings.maxConnections { return 10 }
+        var state = addresses[address] ?? AddressState(now: now, settings: settings)
+        defer { addresses[address] = state }
+        if state.openChats >= settings.maxConnectionsPerAddress { return 30 }
+        let perMinute = Double(settings.newConnectionsPerMinutePerAddress)
+        if !state.connections.take(now: now, rate: perMinute / 60, burst: perMinute) { return 60 }
+        return nil
+    }
+
+    /// A peer upgraded to the chat: it hears the online count, then is queued (`waiting` or `paired`).
+    public mutating func join(_ peer: PeerID, address: ClientAddress, interests: [String], now: UInt64) {
+        let i = Int(peer.rawValue)
+        if peers.count <= i { peers.append(contentsOf: repeatElement(Peer(), count: i + 1 - peers.count)) }
+        precondition(!peers[i].isMember, "a peer joined twice")
+        memberCount += 1
+        let fresh = AddressState(now: now, settings: settings)
+        addresses[address, default: fresh].openChats += 1
+        peers[i] = Peer(bucket: TokenBucket(tokens: settings.rateBurst, at: now), address: address,
+                        interests: interests, lastOnline: Int32(clamping: memberCount), isMember: true)
+        outbox.send(ChatFrames.online(memberCount), to: peer)
+        queue(peer, now: now)
+    }
+
+    /// The one way out of the chat (close frame, TCP close, error, shutdown, slow consumer): the partner is told,
+    /// the queue forgets the peer, the counts drop. Idempotent, so every path of the shell may call it.
+    public mutating func leave(_ peer: PeerID, now: UInt64) {
+        let i = Int(peer.rawValue)
+        guard i < peers.count, peers[i].isMember else { return }
+        part(peer)
+        peers[i].isMember = false
+        peers[i].interests = []
+        memberCount -= 1
+        addresses[peers[i].address]?.openChats -= 1
+        pruneAddresses(now: now)
+    }
+
+    public func isMember(_ peer: PeerID) -> Bool {
+        let i = Int(peer.rawValue)
+        return i < peers.count && peers[i].isMember
+    }
+
+    /// Where a member stands, for the metrics.
+    public func status(of peer: PeerID) -> PeerStatus {
+        guard isMember(peer) else { return .absent }
+        if routing.partner(of: peer) != nil { return .paired }
+        return routing.isQueued(peer) ? .queued : .idle
+    }
+
+    public mutating func beginDrain() { isDraining = true }
+
+    // MARK: - Commands
+
+    /// One text message from a member.
+    public mutating func receive(_ payload: UnsafeRawBufferPointer, from peer: PeerID, now: UInt64) {
+        switch ChatCommandDecoder.decode(payload, maxScalars: settings.maxTextScalars) {
+        case .failure(let code):
+            refuse(peer, code)
+        case .success(.message(let range, _)):
+            guard let partner = routing.partner(of: peer) else {
+                refuse(peer, .notPaired)
+                return
+            }
+            if settings.rateLimitsEnabled && !allowMessage(from: peer, now: now) {
+                counters.rateLimitHits &+= 1
+                refuse(peer, .rateLimited)
+                return
+            }
+            relay(UnsafeRawBufferPointer(rebasing: payload[range]), to: partner, now: now)
+        case .success(.typing(let active)):
+            if let partner = routing.partner(of: peer) {
+                outbox.send(active ? frames.typingOn : frames.typingOff, to: partner)
+            }
+        case .success(.next):
+            part(peer)
+            queue(peer, now: now)
+        case .success(.stop):
+            part(peer)
+        }
+    }
+
+    /// The peer's own bucket, then the one its address shares.
+    @inline(__always)
+    private mutating func allowMessage(from peer: PeerID, now: UInt64) -> Bool {
+        let i = Int(peer.rawValue)
+        guard peers[i].bucket.take(now: now, rate: settings.ratePerSecond, burst: settings.rateBurst) else { return false }
+        let rate = settings.addressRatePerSecond, burst = settings.addressRateBurst
+        return addresses[peers[i].address]?.messages.take(now: now, rate: rate, burst: burst) != false
+    }
+
+    /// One append to the partner's output: the frame header, then the event with the sender's already-validated
+    /// JSON string literal copied verbatim. A receiver that falls past the cap is closed; its partner (the sender)
+    /// is told it left.
+    @inline(__always)
+    private mutating func relay(_ escapedText: UnsafeRawBufferPointer, to partner: PeerID, now: UInt64) {
+        let outstanding = outbox.relay(escapedText: escapedText, to: partner)
+        counters.messagesRelayed &+= 1
+        if outstanding > settings.outgoingCap {
+            counters.slowConsumerCloses &+= 1
+            leave(partner, now: now)
+            outbox.close(partner, .slowConsumer)
+        }
+    }
+
+    private mutating func refuse(_ peer: PeerID, _ code: ChatErrorCode) {
+        counters.refused[code.index] &+= 1
+        outbox.send(frames.error(code), to: peer)
+    }
+
+    // MARK: - Pairing
+
+    /// Out of the pair (the partner is told, unless the server is draining) or the queue.
+    private mutating func part(_ peer: PeerID) {
+        if let partner = routing.part(peer), !isDraining {
+            outbox.send(frames.partnerLeft, to: partner)
+        }
+    }
+
+    private mutating func queue(_ peer: PeerID, now: UInt64) {
+        if let pairing = routing.enqueue(peer, interests: peers[Int(peer.rawValue)].interests, now: now &* 1_000_000) {
+            announce(pairing)
+        } else {
+            outbox.send(frames.waiting, to: peer)
+        }
+    }
+
+    private mutating func announce(_ pairing: Pairing) {
+        counters.pairsMade &+= 1
+        scratch.removeAll(keepingCapacity: true)
+        ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
+        scratch.withUnsafeBytes { payload in
+            outbox.sendText(payload, to: pairing.a)
+            outbox.sendText(payload, to: pairing.b)
+        }
+    }
+
+    /// When `expire(now:)` next has work, in milliseconds (rounded up), if ever.
+    public var nextDeadline: UInt64? {
+        routing.nextDeadline.map { $0 / 1_000_000 + ($0 % 1_000_000 == 0 ? 0 : 1) }
+    }
+
+    /// Interest waits that ran out by `now` fall back to a random match.
+    public mutating func expire(now: UInt64) {
+        for pairing in routing.expire(now: now &* 1_000_000) { announce(pairing) }
+    }
+
+    // MARK: - The online count
+
+    /// Every member hears the count when it differs from the last count it was told: at most once per call (the
+    /// shell's interval), and never a repeat.
+    public mutating func broadcastOnline() {
+        let count = Int32(clamping: memberCount)
+        var frame: [UInt8] = []
+        for i in peers.indices where peers[i].isMember && peers[i].lastOnline != count {
+            if frame.isEmpty { frame = ChatFrames.online(memberCount) }
+            peers[i].lastOnline = count
+            outbox.send(frame, to: PeerID(rawValue: UInt32(i)))
+        }
+    }
+
+    // MARK: - Addresses
+
+    /// Forget addresses with no open chat whose buckets have refilled, so the table never grows without bound.
+    private mutating func pruneAddresses(now: UInt64) {
+        guard now &- lastAddressPrune >= 10_000 else { return }
+        lastAddressPrune = now
+        addresses = addresses.filter { $0.value.openChats > 0 || now &- $0.value.connections.at < 60_000 }
+    }
+}
+
+public enum PeerStatus: Equatable, Sendable {
+    case absent, idle, queued, paired
+}
+
+/// What the service counts, rendered by the server's metrics.
+public struct ChatCounters: Sendable {
+    public var pairsMade: UInt64 = 0
+    public var messagesRelayed: UInt64 = 0
+    /// By `ChatErrorCode.index`.
+    public var refused = [UInt64](repeating: 0, count: ChatErrorCode.allCases.count)
+    public var rateLimitHits: UInt64 = 0
+    public var slowConsumerCloses: UInt64 = 0
+}

@@ -1,0 +1,153 @@
+import CLibUV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one libuv loop and what every socket on it shares: the receive buffer, the poll-handle slab, the output
+/// pool, the list of sockets with output to write, and the I/O counters. Timers, signals and the stop handle are
+/// made here too, so nothing outside `Loop/` touches a libuv handle.
+///
+/// Output is written the way Redis does it before it sleeps: code only appends to a socket's buffer and marks it
+/// dirty; a check handle (run once per loop iteration, after the callbacks) and the end of every timer callback
+/// write all dirty sockets, so a burst of frames to one receiver costs one `send`.
+final class EventLoop {
+    let raw: UnsafeMutablePointer<uv_loop_t>
+    /// Lent to every read callback (reads never nest), so no socket owns a receive buffer.
+    let readBuffer: UnsafeMutableRawBufferPointer
+    let pollHandles = HandleSlab<uv_poll_t>()
+    var outputPool = OutputPool()
+    var io = IOCounters()
+    private var dirty: [Socket] = []
+    private var flushCheck: UnsafeMutablePointer<uv_check_t>?
+
+    init() throws {
+        readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        raw = UnsafeMutablePointer<uv_loop_t>.allocate(capacity: 1)
+        let rc = uv_loop_init(raw)
+        if rc != 0 {
+            raw.deallocate()
+            readBuffer.deallocate()
+            throw UVError(rc)
+        }
+        raw.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        readBuffer.deallocate()
+        raw.deallocate()
+    }
+
+    static func from(_ raw: UnsafeMutablePointer<uv_loop_t>?) -> EventLoop {
+        Unmanaged<EventLoop>.fromOpaque(raw!.pointee.data).takeUnretainedValue()
+    }
+
+    /// The loop's cached clock in milliseconds (updated once per iteration; cheap to read per message).
+    var nowMillis: UInt64 { uv_now(raw) }
+    /// A monotonic clock in nanoseconds, read fresh.
+    static var hrtimeNanos: UInt64 { uv_hrtime() }
+
+    /// A write that fails with SIGPIPE would kill the process; sockets report EPIPE instead.
+    static func ignoreSIGPIPE() { uvc_ignore_sigpipe() }
+
+    /// Many connections need many descriptors: lift the soft limit to the hard one (systemd's LimitNOFILE sets both).
+    @discardableResult
+    static func raiseDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return Int.max }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return limit.rlim_cur > UInt(Int.max) ? Int.max : Int(limit.rlim_cur)
+    }
+
+    /// Installs the once-per-iteration flush; it does not keep the loop alive by itself.
+    func start() throws {
+        let h = UnsafeMutablePointer<uv_check_t>.allocate(capacity: 1)
+        let rc = uv_check_init(raw, h)
+        if rc != 0 {
+            h.deallocate()
+            throw UVError(rc)
+        }
+        flushCheck = h
+        try UVError.check(uv_check_start(h) { h in EventLoop.from(h!.pointee.loop).flushPending() })
+        uv_unref(uvc_check_as_handle(h))
+    }
+
+    /// Runs until no handle is left; then closes whatever should not be there and runs once more so its close
+    /// callback runs. True when `uv_loop_close` found nothing open (tests use it as a leak check).
+    func run() -> Bool {
+        _ = uv_run(raw, UV_RUN_DEFAULT)
+        // A handle still open here is a bug elsewhere. It is closed so the loop can end, and its memory is left
+        // alone: this code cannot know whether it came from a slab or from its own allocation.
+        uv_walk(raw, { handle, _ in
+            if uv_is_closing(handle) == 0 { uv_close(handle, nil) }
+        }, nil)
+        _ = uv_run(raw, UV_RUN_DEFAULT)
+        return uv_loop_close(raw) == 0
+    }
+
+    /// Stops the flush; the last thing the loop does before it may end.
+    func stop() {
+        if let h = flushCheck { EventLoop.closeAndFree(uvc_check_as_handle(h)) }
+        flushCheck = nil
+    }
+
+    static func closeAndFree(_ h: UnsafeMutablePointer<uv_handle_t>) {
+        uv_close(h) { UnsafeMutableRawPointer($0!).deallocate() }
+    }
+
+    // MARK: - Output batching
+
+    @inline(__always)
+    func markDirty(_ socket: Socket) { dirty.append(socket) }
+
+    /// Writes every socket that queued output since the last pass.
+    func flushPending() {
+        // A flush can close a socket; closing never adds to `dirty`, but a write error may arrive for another socket,
+        // so iterate by index over a list that only grows.
+        var i = 0
+        while i < dirty.count {
+            dirty[i].flush()
+            i += 1
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: - Timers, signals, the stop handle
+
+    /// A timer that runs `action` every `ms` milliseconds (first after `ms`), then writes what the action queued.
+    func repeatingTimer(every ms: UInt64, _ action: @escaping () -> Void) throws -> LoopTimer {
+        let t = try LoopTimer(loop: self, action)
+        try t.start(after: ms, repeat: ms)
+        return t
+    }
+
+    /// A timer started with `start(after:)` when needed.
+    func timer(_ action: @escaping () -> Void) throws -> LoopTimer {
+        try LoopTimer(loop: self, action)
+    }
+
+    func onSignal(_ signum: Int32, _ action: @escaping (Int32) -> Void) throws -> LoopSignal {
+        try LoopSignal(loop: self, signum: signum, action)
+    }
+
+    /// A handle another thread may use to run `action` on the loop (libuv's one thread-safe call).
+    func stopHandle(_ action: @escaping () -> Void) throws -> LoopAsync {
+        try LoopAsync(loop: self, action)
+    }
+}
+
+@available(*, unavailable)
+extension EventLoop: Sendable {}
+
+/// Counters kept by the I/O layer, rendered by the metrics.
+struct IOCounters {
+    var accepted: UInt64 = 0
+    var acceptErrors: UInt64 = 0
+    var descriptorLimitHits: UInt64 = 0
+    var readErrors: UInt64 = 0
+    var writeErrors: UInt64 = 0
+    var bytesIn: UInt64 = 0
+    var bytesOut: UInt64 = 0
+}

@@ -1,0 +1,130 @@
+/// The rules of one open WebSocket after the handshake (RFC 6455 sections 5.5 and 7): what to answer, when to
+/// ping, when to give up on a quiet peer, and when a close frame is sent. A sans-IO value in the manner of
+/// swift-websocket's `WebSocketStateMachine`: bytes and the time go in, an action comes out, the shell performs it.
+/// Every close frame the server sends is decided here, once: `open` can become `closing` or `closed` only here.
+public struct WebSocketSession {
+    public enum State: UInt8 {
+        /// Data flows both ways.
+        case open
+        /// We sent our close frame and wait for the peer's; data from the peer is ignored.
+        case closing
+        /// The closing handshake is over (or failed); input is ignored.
+        case closed
+    }
+
+    /// What the shell does with what arrived.
+    public enum Action {
+        /// A whole text message (reassembled, valid UTF-8), for the application. Only while open.
+        case text(UnsafeRawBufferPointer)
+        /// A whole binary message, for the application. Only while open.
+        case binary(UnsafeRawBufferPointer)
+        /// Answer a ping with a pong carrying the same payload (5.5.3).
+        case sendPong(UnsafeRawBufferPointer)
+        /// The peer's close frame while open: send `reply` as our close (its code echoed, 5.5.1; an empty close when
+        /// it had none), then finish. `received` is the code for the counters (nil: none).
+        case closeReceived(received: UInt16?, reply: WebSocketCloseCode?)
+        /// The peer broke the protocol while open: send a close with this code, then finish.
+        case failed(WebSocketCloseCode)
+        /// The peer answered (or broke off) our close: finish, sending nothing more.
+        case finish
+    }
+
+    /// What the periodic check found.
+    public enum TimerAction: Equatable {
+        /// Nothing due.
+        case none
+        /// Quiet for a ping interval: send a ping (one at a time).
+        case sendPing
+        /// Quiet for two intervals: close with 1008 (`close(_:)` sends it).
+        case idleTimeout
+    }
+
+    /// ms, the shell's clock: the last complete frame from the peer (a trickled frame is not a sign of life).
+    public private(set) var lastSeen: UInt64
+    private var parser: WebSocketParser
+    public private(set) var state = State.open
+    public private(set) var pingOutstanding = false
+
+    /// A ping with no payload, the same bytes every time.
+    public static let pingFrame: [UInt8] = {
+        var p: [UInt8] = []
+        WebSocketFrameEncoder.appendFrame(opcode: .ping, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &p)
+        return p
+    }()
+
+    public init(maxMessageBytes: Int, now: UInt64) {
+        parser = WebSocketParser(maxMessageBytes: maxMessageBytes)
+        lastSeen = now
+    }
+
+    public var isOpen: Bool { state == .open }
+
+    /// Parses `input[offset...]` and returns the next action with `offset` moved past its bytes, or nil once all
+    /// input is taken. Pointers in the action are valid until the next call.
+    @inline(__always)
+    public mutating func next(_ input: UnsafeMutableRawBufferPointer, offset: inout Int, now: UInt64) -> Action? {
+        while state != .closed, let event = parser.next(input, offset: &offset) {
+            lastSeen = now
+            if state == .closing {
+                // We sent our close frame: only the peer's close (or its failure) matters now.
+                switch event {
+                case .close, .fail:
+                    state = .closed
+                    return .finish
+                default:
+                    continue
+                }
+            }
+            switch event {
+            case .text(let payload):
+                return .text(payload)
+            case .binary(let payload):
+                return .binary(payload)
+            case .ping(let payload):
+                return .sendPong(payload)
+            case .pong:
+                pingOutstanding = false
+            case .close(let code, _):
+                state = .closed
+                return .closeReceived(received: code, reply: code.map { WebSocketCloseCode(rawValue: $0) })
+            case .fail(let code):
+                state = .closed
+                return .failed(code)
+            }
+        }
+        return nil
+    }
+
+    /// The server ends the session (shutdown, idle, slow consumer): true when a close frame with `code` must be
+    /// sent now; the shell then waits for the peer's close up to its deadline. False when one was already sent.
+    public mutating func close(_ code: WebSocketCloseCode) -> Bool {
+        guard state == .open else { return false }
+        state = .closing
+        return true
+    }
+
+    /// The application refuses what the peer sent (binary data on the chat endpoint): like `close(_:)`, but
+    /// nothing more is read, so the shell finishes at once after the close frame.
+    public mutating func refuse(_ code: WebSocketCloseCode) -> Bool {
+        guard state == .open else { return false }
+        state = .closed
+        return true
+    }
+
+    /// The ping and idle rules, checked by a periodic sweep rather than a timer per connection.
+    public mutating func tick(now: UInt64, pingInterval: UInt64) -> TimerAction {
+        guard state == .open else { return .none }
+        let quiet = now &- lastSeen
+        if quiet >= 2 * pingInterval { return .idleTimeout }
+        if quiet >= pingInterval && !pingOutstanding {
+            pingOutstanding = true
+            return .sendPing
+        }
+        return .none
+    }
+
+    /// Reassembly buffers go back to the allocator unless a message is half read. Invalidates action pointers.
+    public mutating func releaseIdleBuffers() {
+        parser.shrinkIfIdle()
+    }
+}
