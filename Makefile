@@ -13,7 +13,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends
 RELEASE := $(BUILD)/release/uvchatd
 
-.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench microbench fuzz test-asan asan-smoke
+.PHONY: run test build debug clean deps test-deps unit e2e conformance venv bench microbench fuzz test-asan asan-smoke check-layers
 
 ## run: install what is missing, build a release binary, serve www on http://localhost:$(PORT)
 run: build
@@ -27,7 +27,7 @@ debug: deps
 	swift build -j $(JOBS)
 
 ## test: everything CI checks: unit tests, end-to-end protocol and browser tests, Autobahn conformance
-test: test-deps venv
+test: test-deps venv check-layers
 	swift build -j $(JOBS) --build-tests
 	swift test -j $(JOBS) --skip-build
 	swift build -c release -j $(JOBS) --product uvchatd
@@ -35,6 +35,13 @@ test: test-deps venv
 	bash Benchmarks/run.sh --build-only
 	$(MAKE) --no-print-directory e2e conformance asan-smoke
 	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
+
+## check-layers (part of test): only Sources/UVChat/Loop (and the load generator) may import libuv
+check-layers:
+	@bad=$$(grep -rlE '^[[:space:]]*(@[_A-Za-z]+[[:space:]]+)*import[[:space:]]+(CLibUV|struct CLibUV|func CLibUV)' \
+	    Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Loop/|^Sources/uvchat-bench/'); \
+	if [ -n "$$bad" ]; then echo "libuv is imported outside Sources/UVChat/Loop:" $$bad; exit 1; fi; \
+	echo "check-layers: libuv is imported only in Sources/UVChat/Loop (and the load generator)"
 
 ## asan-smoke (part of test): Autobahn and the fault tests against an AddressSanitizer build (leaks fail the exit)
 asan-smoke: venv

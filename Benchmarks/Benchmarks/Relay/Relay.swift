@@ -3,74 +3,82 @@ import UVChat
 import UVChatBenchSupport
 
 // The server's whole per-message path from a read to the partner's output buffer, one chat message per unit of work
-// (1000 per measured iteration), with the calls and arguments of the server:
-//   Connection.handleFrames   WebSocketParser.next on the read: header, unmask in place, UTF-8 check
-//   Server.chatCommand        ChatCommandDecoder.decode(payload, maxScalars: 2000)
-//   Server.relay              ChatEventEncoder.messageFrame(escapedText:into: partner.pending): frame header, then
-//                             the event with the sender's JSON string literal copied verbatim
-//   (typing)                  partner.sendPrebuilt(frames.typingOn): one append of a frame built at start-up
-// The partner's `pending` is a class property like `Connection.pending`, a buffer with the 2048-byte capacity that
-// `Server.lendOutputBuffer` gives, emptied after each message the way a written-out buffer is recycled.
-// Not included: rate limiting, metrics counters, `markDirty` and the socket write (Server/Connection bookkeeping).
+// (1000 per measured iteration), through the real code the server runs:
+//   WebSocketSession.next      the parser on the read: header, unmask in place, UTF-8 check, the session's rules
+//   ChatService.receive        ChatCommandDecoder.decode, the routing's partner lookup, both rate buckets
+//   ChatOutbox.relay           ChatEventEncoder.messageFrame into the partner's output (what ConnectionOutbox does)
+//   (typing)                   ChatOutbox.send of the prebuilt typing frame
+// Only the outbox is the benchmark's own: an output buffer with the 2048-byte capacity that the loop's output pool
+// lends, emptied after each message the way a written-out buffer is recycled. Not included: the socket write and
+// the connection's metrics counters.
 //
 // These are the benchmarks behind "no heap allocation per relayed message": their mallocCountTotal tolerance is 0.
 
 let maxMessageBytes = 16 * 1024     // ServerConfiguration.maxMessageBytes
-let maxScalars = 2000               // ServerConfiguration.maxTextScalars
 let frameCount = 1000
 
-/// The receiving side of a pairing: what `Server.relay` writes into.
+/// The receiving side of a pairing: what the server's outbox writes into.
 final class Partner {
     var pending: [UInt8] = []
 
     init() { pending.reserveCapacity(2048) }
 }
 
+struct BufferOutbox: ChatOutbox {
+    let partner: Partner
+
+    func send(_ frame: [UInt8], to peer: PeerID) { partner.pending.append(contentsOf: frame) }
+
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) {
+        WebSocketFrameEncoder.appendFrame(opcode: .text, payload: payload, into: &partner.pending)
+    }
+
+    func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
+        ChatEventEncoder.messageFrame(escapedText: escapedText, into: &partner.pending)
+        return partner.pending.count
+    }
+
+    func close(_ peer: PeerID, _ reason: ChatCloseReason) { fatalError("the partner reads everything") }
+}
+
+let sender = PeerID(rawValue: 0)
+let receiver = PeerID(rawValue: 1)
+
 final class RelayState {
     let slots: FrameSlots
     let partner = Partner()
-    var parser = WebSocketParser(maxMessageBytes: maxMessageBytes)
-    /// `PrebuiltFrames.typingOn`, built the way `PrebuiltFrames.text` builds it.
-    let typingOn: [UInt8]
+    var session = WebSocketSession(maxMessageBytes: maxMessageBytes, now: 0)
+    var chat: ChatService<BufferOutbox, LocalRouting>
+    /// The clock, in milliseconds: 100 ms per message keeps the rate buckets full, as a person's pace would.
+    var now: UInt64 = 0
 
     init(command: [UInt8]) {
         slots = FrameSlots(frame: Fixtures.maskedFrame(payload: command), count: frameCount)
-        var payload: [UInt8] = []
-        ChatEventEncoder.typing(true, into: &payload)
-        var frame: [UInt8] = []
-        payload.withUnsafeBytes { WebSocketFrameEncoder.appendFrame(opcode: .text, payload: $0, into: &frame) }
-        typingOn = frame
+        chat = ChatService(settings: ChatSettings(), outbox: BufferOutbox(partner: partner),
+                           routing: LocalRouting(interestTimeoutNanos: 5_000_000_000))
+        let address = ClientAddress(text: "192.0.2.1")!
+        chat.join(sender, address: address, interests: [], now: 0)
+        chat.join(receiver, address: address, interests: [], now: 0)
+        precondition(chat.routing.partner(of: sender) == receiver)
+        partner.pending.removeAll(keepingCapacity: true)
     }
 }
 
-/// One read holding one frame, handled as `Connection.handleFrames` and `Server.chatCommand` handle it.
+/// One read holding one frame, handled as `Connection.handleFrames` handles it.
 @inline(__always)
 func handleRead(_ input: UnsafeMutableRawBufferPointer, _ state: RelayState) {
     var offset = 0
-    while let event = state.parser.next(input, offset: &offset) {
-        guard case .text(let payload) = event else { fatalError("not a text event: \(event)") }
-        switch ChatCommandDecoder.decode(payload, maxScalars: maxScalars) {
-        case .success(.message(let range, _)):
-            relay(UnsafeRawBufferPointer(rebasing: payload[range]), to: state.partner)
-        case .success(.typing(let active)):
-            precondition(active)
-            state.partner.pending.append(contentsOf: state.typingOn)
-        default:
-            fatalError("unexpected command")
-        }
+    state.now &+= 100
+    while let action = state.session.next(input, offset: &offset, now: state.now) {
+        guard case .text(let payload) = action else { fatalError("not a text message: \(action)") }
+        state.chat.receive(payload, from: sender, now: state.now)
     }
-}
-
-/// `Server.relay` without its metrics and slow-consumer check: the encoder call it makes.
-@inline(__always)
-func relay(_ escapedText: UnsafeRawBufferPointer, to partner: Partner) {
-    ChatEventEncoder.messageFrame(escapedText: escapedText, into: &partner.pending)
 }
 
 let benchmarks: @Sendable () -> Void = {
     // Near the longest message allowed: 1989 scalars (Cyrillic, emoji, spaces) in 3800 bytes.
     let longText = Fixtures.mixedText(bytes: 3800)
-    precondition(String(decoding: longText, as: UTF8.self).unicodeScalars.count <= maxScalars)
+    precondition(String(decoding: longText, as: UTF8.self).unicodeScalars.count <= ChatSettings().maxTextScalars)
     let longCommand = Fixtures.messageCommand(text: longText)
     let cases: [(name: String, command: [UInt8], expectedOutput: [UInt8])] = [
         ("relay message 100B", Fixtures.messageCommand(totalBytes: 100),
@@ -97,7 +105,7 @@ let benchmarks: @Sendable () -> Void = {
             guard state.partner.pending == expectedOutput else {
                 fatalError("\(name): relayed \(state.partner.pending.count) bytes, expected \(expectedOutput.count)")
             }
-            // Grow the partner's buffer to the frame size once, as a recycled buffer from the server's pool would be.
+            // Grow the partner's buffer to the frame size once, as a recycled buffer from the loop's pool would be.
             state.partner.pending.removeAll(keepingCapacity: true)
             state.slots.refill()
             return state

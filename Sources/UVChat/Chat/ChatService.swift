@@ -12,6 +12,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public private(set) var counters = ChatCounters()
     /// Peers in the chat now (the `online` count): joined and not yet left.
     public private(set) var memberCount = 0
+    /// A peer started waiting since the shell last armed its interest timer (`deadlinesSeen()`): the earliest
+    /// deadline may have moved, so `nextDeadline` is worth a look.
+    public private(set) var deadlinesChanged = false
     /// True once the server drains: partners are not told `partner_left` (the stranger did not leave; the
     /// server is going away, and the 1001 close says so).
     public private(set) var isDraining = false
@@ -165,6 +168,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if let pairing = routing.enqueue(peer, interests: peers[Int(peer.rawValue)].interests, now: now &* 1_000_000) {
             announce(pairing)
         } else {
+            deadlinesChanged = true
             outbox.send(frames.waiting, to: peer)
         }
     }
@@ -183,6 +187,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public var nextDeadline: UInt64? {
         routing.nextDeadline.map { $0 / 1_000_000 + ($0 % 1_000_000 == 0 ? 0 : 1) }
     }
+
+    /// The shell has armed its timer for `nextDeadline`.
+    public mutating func deadlinesSeen() { deadlinesChanged = false }
 
     /// Interest waits that ran out by `now` fall back to a random match.
     public mutating func expire(now: UInt64) {

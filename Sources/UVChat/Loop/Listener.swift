@@ -11,6 +11,9 @@ import Glibc
 /// not possible, or accept fails otherwise, accepting pauses until `resumeIfPaused()` (the server's sweep).
 final class Listener {
     enum Event {
+        /// The poll handle reported an error; the listener stays armed.
+        case pollFailed(UVError)
+        /// accept failed for another reason than a full descriptor table; accepting pauses.
         case acceptFailed(UVError)
         case outOfDescriptors
     }
@@ -33,6 +36,10 @@ final class Listener {
         self.onAccept = onAccept
         self.onEvent = onEvent
         reserveFD = uvc_reserve_fd()
+    }
+
+    deinit {
+        if reserveFD >= 0 { _ = uvc_close_fd(reserveFD) }
     }
 
     /// Binds `host` (IPv4 or IPv6 text) and `port`; returns the port bound (port 0 picks a free one).
@@ -109,7 +116,7 @@ final class Listener {
     private func acceptAll(_ poll: UnsafeMutablePointer<uv_poll_t>, status: Int32) {
         if status < 0 {
             loop.io.acceptErrors &+= 1
-            onEvent(.acceptFailed(UVError(status)))
+            onEvent(.pollFailed(UVError(status)))
             return
         }
         let fd = Listener.descriptor(poll)

@@ -27,3 +27,9 @@ struct UVError: Error, Equatable, CustomStringConvertible {
         return rc
     }
 }
+
+/// A readable start-up failure (one line for the operator), such as a port already in use.
+public struct ServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ text: String) { description = text }
+}

@@ -153,6 +153,7 @@ extension Connection {
             phase = .chat
             server.metrics.chatUpgrades &+= 1
             server.chat.join(id, address: address, interests: Interests.parse(query: head.query), now: now)
+            if server.chat.deadlinesChanged { server.armMatchTimer() }
         case .echo:
             session = WebSocketSession(maxMessageBytes: server.config.echoMaxMessageBytes, now: now)
             phase = .echo

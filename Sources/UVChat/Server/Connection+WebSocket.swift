@@ -9,6 +9,7 @@ extension Connection {
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
                     server.chat.receive(payload, from: id, now: now)
+                    if server.chat.deadlinesChanged { server.armMatchTimer() }
                 } else {
                     sendFrame(.text, payload)
                 }
@@ -16,7 +17,7 @@ extension Connection {
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
                     // Binary data has no meaning on /ws (PROTOCOL.md, "Frames").
-                    if session?.refuse(.unsupportedData) == true { writeClose(.unsupportedData) }
+                    if let code = session?.refuse(.unsupportedData) { writeClose(code) }
                     finish()
                 } else {
                     sendFrame(.binary, payload)
@@ -76,7 +77,7 @@ extension Connection {
     /// close and has already taken the peer out (the service is not re-entered).
     func closeWebSocket(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil,
                         leavingChat: Bool = true) {
-        guard !isClosed, session?.close(code) == true else { return }
+        guard !isClosed, let code = session?.close(code) else { return }
         if dropPending { dropUnsentFrames() }
         if leavingChat { leaveChat() }
         writeClose(code)

@@ -72,7 +72,6 @@ public final class Server {
     public func start() throws {
         EventLoop.ignoreSIGPIPE()
         EventLoop.raiseDescriptorLimit()
-        try loop.start()
         logSkippedFiles()
         listener = Listener(loop: loop, onAccept: { [unowned self] fd, address in accept(fd, address) },
                             onEvent: { [unowned self] event in listenerEvent(event) })
@@ -82,6 +81,7 @@ public final class Server {
         } else {
             for fd in inherited { logListening(host: "inherited fd \(fd)", port: try listener.adopt(fd)) }
         }
+        try loop.start()
         timers.append(try loop.repeatingTimer(every: Server.lagProbeMillis) { [unowned self] in tick() })
         let sweepEvery = max(10, min(1000, min(handshakeTimeoutMillis, pingIntervalMillis, closeTimeoutMillis) / 4))
         timers.append(try loop.repeatingTimer(every: sweepEvery) { [unowned self] in sweep() })
@@ -147,6 +147,8 @@ public final class Server {
 
     private func listenerEvent(_ event: Listener.Event) {
         switch event {
+        case .pollFailed(let error):
+            logger.log(.warn, "accept failed", ["error": error.description])
         case .acceptFailed(let error):
             logger.log(.warn, "accept failed; accepting again in a moment", ["error": error.description])
         case .outOfDescriptors:
@@ -173,7 +175,6 @@ public final class Server {
         if !isDraining { listener.resumeIfPaused() }
         let now = loop.nowMillis
         connections.forEach { conn in if !conn.isClosed { conn.tick(now: now) } }
-        armMatchTimer()
     }
 
     /// Four times a second: the loop lag (how much later than asked the timer fired: a busy or stuck loop shows up
@@ -188,8 +189,10 @@ public final class Server {
         lastLagProbe = now
     }
 
-    /// One timer for every interest wait: armed for the earliest deadline the chat has.
-    private func armMatchTimer() {
+    /// One timer for every interest wait: armed for the earliest deadline the chat has. Called after the chat
+    /// queued someone (`chat.deadlinesChanged`) and after the timer fired.
+    func armMatchTimer() {
+        chat.deadlinesSeen()
         guard let t = matchTimer, let deadline = chat.nextDeadline else { return }
         if deadline >= matchTimerDue && t.isActive { return }
         matchTimerDue = deadline
@@ -294,9 +297,3 @@ public final class Server {
 
 @available(*, unavailable)
 extension Server: Sendable {}
-
-/// A readable start-up failure (one line for the operator).
-public struct ServerError: Error, CustomStringConvertible {
-    public let description: String
-    init(_ text: String) { description = text }
-}

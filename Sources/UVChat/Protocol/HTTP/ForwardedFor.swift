@@ -5,17 +5,7 @@ enum ForwardedFor {
     /// is ignored, and so is an entry that is not an address.
     static func clientAddress(peer: ClientAddress, header: String?, trustedProxies: Set<ClientAddress>) -> ClientAddress {
         guard let header, trustedProxies.contains(peer) else { return peer }
-        let last = header.split(separator: ",").last.map(ASCII.trimmingSpaces) ?? ""
-        return ClientAddress(text: String(last)) ?? peer
-    }
-}
-
-enum ASCII {
-    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace, RFC 9110 section 5.6.3).
-    static func trimmingSpaces(_ s: Substring) -> Substring {
-        var t = s
-        while let f = t.utf8.first, f == 0x20 || f == 0x09 { t = t.dropFirst() }
-        while let l = t.utf8.last, l == 0x20 || l == 0x09 { t = t.dropLast() }
-        return t
+        guard let last = header.split(separator: ",").last else { return peer }
+        return ClientAddress(text: String(Substring(ASCII.trimmingSpaces(last.utf8)))) ?? peer
     }
 }

@@ -30,22 +30,10 @@ struct HTTPRequestHead {
     func headerContainsToken(_ lowercasedName: String, _ token: String) -> Bool {
         for field in headers where field.name == lowercasedName {
             for element in field.value.utf8.split(separator: UInt8(ascii: ",")) {
-                if HTTPRequestHead.equalsIgnoringCase(trimmed(element), token.utf8) { return true }
+                if HTTPRequestHead.equalsIgnoringCase(ASCII.trimmingSpaces(element), token.utf8) { return true }
             }
         }
         return false
-    }
-
-    private func trimmed(_ bytes: Substring.UTF8View.SubSequence) -> Substring.UTF8View.SubSequence {
-        var start = bytes.startIndex
-        var end = bytes.endIndex
-        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start = bytes.index(after: start) }
-        while start < end {
-            let last = bytes.index(before: end)
-            guard bytes[last] == 0x20 || bytes[last] == 0x09 else { break }
-            end = last
-        }
-        return bytes[start..<end]
     }
 
     static func equalsIgnoringCase<A: Collection<UInt8>, B: Collection<UInt8>>(_ a: A, _ b: B) -> Bool {

@@ -220,9 +220,7 @@ struct HTTPRequestParser {
         var result: Int?
         for value in values {
             for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-                var digits = element[...]
-                while let f = digits.first, f == Byte.space || f == Byte.tab { digits = digits.dropFirst() }
-                while let l = digits.last, l == Byte.space || l == Byte.tab { digits = digits.dropLast() }
+                let digits = ASCII.trimmingSpaces(element)
                 guard !digits.isEmpty else { return nil }
                 var n = 0
                 for d in digits {

@@ -63,7 +63,8 @@ public struct WebSocketSession {
     /// input is taken. Pointers in the action are valid until the next call.
     @inline(__always)
     public mutating func next(_ input: UnsafeMutableRawBufferPointer, offset: inout Int, now: UInt64) -> Action? {
-        while state != .closed, let event = parser.next(input, offset: &offset) {
+        while let event = parser.next(input, offset: &offset) {
+            guard state != .closed else { break }
             lastSeen = now
             if state == .closing {
                 // We sent our close frame: only the peer's close (or its failure) matters now.
@@ -92,23 +93,24 @@ public struct WebSocketSession {
                 return .failed(code)
             }
         }
+        if state == .closed { offset = input.count }   // nothing more is read
         return nil
     }
 
-    /// The server ends the session (shutdown, idle, slow consumer): true when a close frame with `code` must be
-    /// sent now; the shell then waits for the peer's close up to its deadline. False when one was already sent.
-    public mutating func close(_ code: WebSocketCloseCode) -> Bool {
-        guard state == .open else { return false }
+    /// The server ends the session (shutdown, idle, slow consumer): the close frame to send now, after which the
+    /// shell waits for the peer's close up to its deadline; nil when a close frame was already sent.
+    public mutating func close(_ code: WebSocketCloseCode) -> WebSocketCloseCode? {
+        guard state == .open else { return nil }
         state = .closing
-        return true
+        return code
     }
 
     /// The application refuses what the peer sent (binary data on the chat endpoint): like `close(_:)`, but
     /// nothing more is read, so the shell finishes at once after the close frame.
-    public mutating func refuse(_ code: WebSocketCloseCode) -> Bool {
-        guard state == .open else { return false }
+    public mutating func refuse(_ code: WebSocketCloseCode) -> WebSocketCloseCode? {
+        guard state == .open else { return nil }
         state = .closed
-        return true
+        return code
     }
 
     /// The ping and idle rules, checked by a periodic sweep rather than a timer per connection.
