@@ -3,7 +3,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
     case badRequest, notPaired, tooLong, rateLimited
 
     /// The position in `allCases`: the index of the code's prebuilt frame and of its refusal counter.
-    @inline(__always) var index: Int { rawValue }
+    @inlinable var index: Int { rawValue }
 
     var wireName: StaticString {
         switch self {

@@ -1,11 +1,12 @@
 /// Chat events whose bytes never change, framed once at start-up so that sending one is a single append.
+@usableFromInline
 struct ChatFrames {
     let waiting: [UInt8]
     let partnerLeft: [UInt8]
-    let typingOn: [UInt8]
-    let typingOff: [UInt8]
+    @usableFromInline let typingOn: [UInt8]
+    @usableFromInline let typingOff: [UInt8]
     /// By `ChatErrorCode.index`.
-    private let errors: [[UInt8]]
+    @usableFromInline let errors: [[UInt8]]
 
     init() {
         waiting = ChatFrames.text { ChatEventEncoder.waiting(into: &$0) }
@@ -17,7 +18,7 @@ struct ChatFrames {
         }
     }
 
-    @inline(__always) func error(_ code: ChatErrorCode) -> [UInt8] { errors[code.index] }
+    @inlinable func error(_ code: ChatErrorCode) -> [UInt8] { errors[code.index] }
 
     static func online(_ count: Int) -> [UInt8] {
         text { ChatEventEncoder.online(count: count, into: &$0) }

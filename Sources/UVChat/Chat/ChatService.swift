@@ -9,7 +9,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public let settings: ChatSettings
     public var outbox: Outbox
     public private(set) var routing: Routing
-    public private(set) var counters = ChatCounters()
+    public var counters: ChatCounters { _counters }
+    @usableFromInline var _counters = ChatCounters()
     /// Peers in the chat now (the `online` count): joined and not yet left.
     public private(set) var memberCount = 0
     /// A peer started waiting since the shell last armed its interest timer (`deadlinesSeen()`): the earliest
@@ -19,20 +20,24 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// server is going away, and the 1001 close says so).
     public private(set) var isDraining = false
 
-    private struct Peer {
-        var bucket = TokenBucket(tokens: 0, at: 0)
-        var address = ClientAddress.unknown
-        var interests: [String] = []
+    /// One member's state, 32 bytes: every open chat connection carries one.
+    @usableFromInline
+    struct Peer {
+        @usableFromInline var bucket = TokenBucket(tokens: 0, at: 0)
         /// The online count this peer was last told.
-        var lastOnline: Int32 = -1
-        var isMember = false
+        @usableFromInline var lastOnline: Int32 = -1
+        /// Its address's record while it is a member; nil otherwise.
+        @usableFromInline var address: AddressRecord?
+        @usableFromInline var interests: [String] = []
+
+        @usableFromInline init() {}
     }
 
     /// By `PeerID.rawValue`; the shell's peer ids are small dense slot numbers.
-    private var peers: [Peer] = []
-    private var addresses: [ClientAddress: AddressState] = [:]
+    @usableFromInline var peers: [Peer] = []
+    private var addresses: [ClientAddress: AddressRecord] = [:]
     private var lastAddressPrune: UInt64 = 0
-    private let frames = ChatFrames()
+    @usableFromInline let frames = ChatFrames()
     private var scratch: [UInt8] = []
 
     public init(settings: ChatSettings, outbox: Outbox, routing: Routing) {
@@ -48,24 +53,34 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public mutating func admit(address: ClientAddress, now: UInt64) -> Int? {
         guard settings.rateLimitsEnabled else { return nil }
         if memberCount >= settings.maxConnections { return 10 }
-        var state = addresses[address] ?? AddressState(now: now, settings: settings)
-        defer { addresses[address] = state }
-        if state.openChats >= settings.maxConnectionsPerAddress { return 30 }
+        let record = addressRecord(address, now: now)
+        if record.openChats >= settings.maxConnectionsPerAddress { return 30 }
         let perMinute = Double(settings.newConnectionsPerMinutePerAddress)
-        if !state.connections.take(now: now, rate: perMinute / 60, burst: perMinute) { return 60 }
+        if !record.connections.take(now: now, rate: perMinute / 60, burst: perMinute) { return 60 }
         return nil
+    }
+
+    private mutating func addressRecord(_ address: ClientAddress, now: UInt64) -> AddressRecord {
+        if let record = addresses[address] { return record }
+        let record = AddressRecord(now: now, settings: settings)
+        addresses[address] = record
+        return record
     }
 
     /// A peer upgraded to the chat: it hears the online count, then is queued (`waiting` or `paired`).
     public mutating func join(_ peer: PeerID, address: ClientAddress, interests: [String], now: UInt64) {
         let i = Int(peer.rawValue)
-        if peers.count <= i { peers.append(contentsOf: repeatElement(Peer(), count: i + 1 - peers.count)) }
-        precondition(!peers[i].isMember, "a peer joined twice")
+        if peers.count <= i {
+            peers.append(contentsOf: repeatElement(Peer(), count: i + 1 - peers.count))
+        }
+        precondition(peers[i].address == nil, "a peer joined twice")
         memberCount += 1
-        let fresh = AddressState(now: now, settings: settings)
-        addresses[address, default: fresh].openChats += 1
-        peers[i] = Peer(bucket: TokenBucket(tokens: settings.rateBurst, at: now), address: address,
-                        interests: interests, lastOnline: Int32(clamping: memberCount), isMember: true)
+        let record = addressRecord(address, now: now)
+        record.openChats += 1
+        peers[i].bucket = TokenBucket(tokens: settings.rateBurst, at: now)
+        peers[i].lastOnline = Int32(clamping: memberCount)
+        peers[i].address = record
+        peers[i].interests = interests
         outbox.send(ChatFrames.online(memberCount), to: peer)
         queue(peer, now: now)
     }
@@ -74,18 +89,18 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// the queue forgets the peer, the counts drop. Idempotent, so every path of the shell may call it.
     public mutating func leave(_ peer: PeerID, now: UInt64) {
         let i = Int(peer.rawValue)
-        guard i < peers.count, peers[i].isMember else { return }
+        guard i < peers.count, let record = peers[i].address else { return }
         part(peer)
-        peers[i].isMember = false
+        peers[i].address = nil
         peers[i].interests = []
         memberCount -= 1
-        addresses[peers[i].address]?.openChats -= 1
+        record.openChats -= 1
         pruneAddresses(now: now)
     }
 
     public func isMember(_ peer: PeerID) -> Bool {
         let i = Int(peer.rawValue)
-        return i < peers.count && peers[i].isMember
+        return i < peers.count && peers[i].address != nil
     }
 
     /// Where a member stands, for the metrics.
@@ -99,7 +114,11 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     // MARK: - Commands
 
+    // The per-message path is inlinable so that a caller in another module (the relay microbenchmark) runs the
+    // same specialised code as the server, not a generic copy of it.
+
     /// One text message from a member.
+    @inlinable
     public mutating func receive(_ payload: UnsafeRawBufferPointer, from peer: PeerID, now: UInt64) {
         switch ChatCommandDecoder.decode(payload, maxScalars: settings.maxTextScalars) {
         case .failure(let code):
@@ -110,7 +129,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
                 return
             }
             if settings.rateLimitsEnabled && !allowMessage(from: peer, now: now) {
-                counters.rateLimitHits &+= 1
+                _counters.rateLimitHits &+= 1
                 refuse(peer, .rateLimited)
                 return
             }
@@ -120,45 +139,56 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
                 outbox.send(active ? frames.typingOn : frames.typingOff, to: partner)
             }
         case .success(.next):
-            part(peer)
-            queue(peer, now: now)
+            next(peer, now: now)
         case .success(.stop):
             part(peer)
         }
     }
 
     /// The peer's own bucket, then the one its address shares.
-    @inline(__always)
-    private mutating func allowMessage(from peer: PeerID, now: UInt64) -> Bool {
+    @inlinable
+    mutating func allowMessage(from peer: PeerID, now: UInt64) -> Bool {
         let i = Int(peer.rawValue)
-        guard peers[i].bucket.take(now: now, rate: settings.ratePerSecond, burst: settings.rateBurst) else { return false }
-        let rate = settings.addressRatePerSecond, burst = settings.addressRateBurst
-        return addresses[peers[i].address]?.messages.take(now: now, rate: rate, burst: burst) != false
+        let rate = settings.ratePerSecond, burst = settings.rateBurst
+        guard peers[i].bucket.take(now: now, rate: rate, burst: burst) else { return false }
+        guard let record = peers[i].address else { return true }
+        return record.messages.take(now: now, rate: settings.addressRatePerSecond, burst: settings.addressRateBurst)
     }
 
     /// One append to the partner's output: the frame header, then the event with the sender's already-validated
     /// JSON string literal copied verbatim. A receiver that falls past the cap is closed; its partner (the sender)
     /// is told it left.
-    @inline(__always)
-    private mutating func relay(_ escapedText: UnsafeRawBufferPointer, to partner: PeerID, now: UInt64) {
+    @inlinable
+    mutating func relay(_ escapedText: UnsafeRawBufferPointer, to partner: PeerID, now: UInt64) {
         let outstanding = outbox.relay(escapedText: escapedText, to: partner)
-        counters.messagesRelayed &+= 1
-        if outstanding > settings.outgoingCap {
-            counters.slowConsumerCloses &+= 1
-            leave(partner, now: now)
-            outbox.close(partner, .slowConsumer)
-        }
+        _counters.messagesRelayed &+= 1
+        if outstanding > settings.outgoingCap { dropSlowConsumer(partner, now: now) }
     }
 
-    private mutating func refuse(_ peer: PeerID, _ code: ChatErrorCode) {
-        counters.refused[code.index] &+= 1
+    @usableFromInline
+    mutating func dropSlowConsumer(_ peer: PeerID, now: UInt64) {
+        _counters.slowConsumerCloses &+= 1
+        leave(peer, now: now)
+        outbox.close(peer, .slowConsumer)
+    }
+
+    @inlinable
+    mutating func refuse(_ peer: PeerID, _ code: ChatErrorCode) {
+        _counters.refused[code.index] &+= 1
         outbox.send(frames.error(code), to: peer)
     }
 
     // MARK: - Pairing
 
+    @usableFromInline
+    mutating func next(_ peer: PeerID, now: UInt64) {
+        part(peer)
+        queue(peer, now: now)
+    }
+
     /// Out of the pair (the partner is told, unless the server is draining) or the queue.
-    private mutating func part(_ peer: PeerID) {
+    @usableFromInline
+    mutating func part(_ peer: PeerID) {
         if let partner = routing.part(peer), !isDraining {
             outbox.send(frames.partnerLeft, to: partner)
         }
@@ -174,7 +204,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     }
 
     private mutating func announce(_ pairing: Pairing) {
-        counters.pairsMade &+= 1
+        _counters.pairsMade &+= 1
         scratch.removeAll(keepingCapacity: true)
         ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
         scratch.withUnsafeBytes { payload in
@@ -203,7 +233,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public mutating func broadcastOnline() {
         let count = Int32(clamping: memberCount)
         var frame: [UInt8] = []
-        for i in peers.indices where peers[i].isMember && peers[i].lastOnline != count {
+        for i in peers.indices where peers[i].address != nil && peers[i].lastOnline != count {
             if frame.isEmpty { frame = ChatFrames.online(memberCount) }
             peers[i].lastOnline = count
             outbox.send(frame, to: PeerID(rawValue: UInt32(i)))

@@ -18,6 +18,9 @@ final class EventLoop {
     var outputPool = OutputPool()
     var io = IOCounters()
     private var dirty: [Socket] = []
+    /// The object the loop's sockets belong to (the server), unretained: it owns the loop and outlives it. Sockets
+    /// reach it through here instead of carrying a pointer of their own.
+    var owner: UnsafeMutableRawPointer?
     private var flushCheck: UnsafeMutablePointer<uv_check_t>?
 
     init() throws {

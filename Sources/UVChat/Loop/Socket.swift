@@ -36,6 +36,7 @@ class Socket {
         static let peerEOF: UInt16 = 1 << 5
         static let isClosed: UInt16 = 1 << 6
         static let pollShift: UInt16 = 8       // two bits: UV_READABLE (1), UV_WRITABLE (2)
+        static let ownerShift: UInt16 = 12     // four bits the subclass may use (`ownerBits`)
     }
 
     init(loop: EventLoop, fd: Int32) {
@@ -78,6 +79,12 @@ class Socket {
     @inline(__always) private final func flag(_ mask: UInt16) -> Bool { bits & mask != 0 }
     @inline(__always) private final func setFlag(_ mask: UInt16, _ on: Bool) {
         if on { bits |= mask } else { bits &= ~mask }
+    }
+
+    /// Four bits of the flag word that the subclass keeps its own state in, so that it needs no field for it.
+    final var ownerBits: UInt8 {
+        get { UInt8(truncatingIfNeeded: bits >> Bits.ownerShift) }
+        set { bits = bits & ~(0xF << Bits.ownerShift) | UInt16(newValue & 0xF) << Bits.ownerShift }
     }
 
     final var isClosed: Bool { flag(Bits.isClosed) }

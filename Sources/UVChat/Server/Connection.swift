@@ -33,8 +33,6 @@ final class Connection: Socket {
         case closing
     }
 
-    // The server outlives every connection (connections live inside its loop), so no reference counting here.
-    unowned(unsafe) let server: Server
     /// HTTP parsing and keep-alive state, until the upgrade.
     var http: HTTPState?
     /// ms: when a closing connection is closed whatever the peer does.
@@ -42,15 +40,25 @@ final class Connection: Socket {
     var address: ClientAddress
     var session: WebSocketSession? = nil
     let id: PeerID
-    var phase = Phase.http
+
+    /// Kept in the socket's flag word rather than a field of its own.
+    var phase: Phase {
+        get { Phase(rawValue: ownerBits).unsafelyUnwrapped }
+        set { ownerBits = newValue.rawValue }
+    }
 
     init(server: Server, id: PeerID, fd: Int32, address: ClientAddress, http: HTTPState) {
-        self.server = server
         self.id = id
         self.address = address
         self.http = http
         super.init(loop: server.loop, fd: fd)
+        phase = .http
     }
+
+    /// The server outlives every connection (connections live inside its loop), so it is reached through the loop
+    /// without reference counting or a field of its own.
+    @inline(__always)
+    var server: Server { Unmanaged<Server>.fromOpaque(loop.owner.unsafelyUnwrapped).takeUnretainedValue() }
 
     var now: UInt64 { loop.nowMillis }
 

@@ -1,7 +1,11 @@
 /// The open connections by slot; a slot's index is the connection's `PeerID`, so the chat's per-peer arrays and
 /// this table line up. A slot is reused only after its connection's close callback.
+///
+/// The table does not own its connections: each one's poll handle holds it from `register()` to its close
+/// callback, which takes it out of here. So slots hold unmanaged references and a lookup costs no reference
+/// counting, which a relayed message would otherwise pay for on every lookup.
 final class ConnectionTable {
-    private var slots: [Connection?] = []
+    private var slots: [Unmanaged<Connection>?] = []
     private var freeSlots: [UInt32] = []
     private(set) var count = 0
 
@@ -14,8 +18,9 @@ final class ConnectionTable {
     /// Gives back a slot that `insert` never filled.
     func release(_ id: PeerID) { freeSlots.append(id.rawValue) }
 
+    /// `conn` is registered: its handle keeps it alive until it is removed.
     func insert(_ conn: Connection) {
-        slots[Int(conn.id.rawValue)] = conn
+        slots[Int(conn.id.rawValue)] = Unmanaged.passUnretained(conn)
         count += 1
     }
 
@@ -25,13 +30,20 @@ final class ConnectionTable {
         count -= 1
     }
 
-    /// The connection of a chat peer (the service only names peers that are open).
+    /// Runs `body` with the connection of a chat peer (the service only names peers that are open).
     @inline(__always)
-    subscript(peer: PeerID) -> Connection { slots[Int(peer.rawValue)].unsafelyUnwrapped }
+    func with<R>(_ peer: PeerID, _ body: (Connection) -> R) -> R {
+        slots[Int(peer.rawValue)].unsafelyUnwrapped._withUnsafeGuaranteedRef(body)
+    }
 
     /// Every open connection, for the sweep, the drain and the metrics.
     func forEach(_ body: (Connection) -> Void) {
-        for case let conn? in slots { body(conn) }
+        var i = 0
+        // By index: a body may close connections, which only changes slots in their close callbacks, later.
+        while i < slots.count {
+            if let conn = slots[i] { conn._withUnsafeGuaranteedRef(body) }
+            i += 1
+        }
     }
 }
 
@@ -41,22 +53,28 @@ struct ConnectionOutbox: ChatOutbox {
     unowned(unsafe) let connections: ConnectionTable
 
     @inline(__always)
-    func send(_ frame: [UInt8], to peer: PeerID) { connections[peer].sendPrebuilt(frame) }
+    func send(_ frame: [UInt8], to peer: PeerID) { connections.with(peer) { $0.sendPrebuilt(frame) } }
 
-    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) { connections[peer].sendFrame(.text, payload) }
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) {
+        connections.with(peer) { $0.sendFrame(.text, payload) }
+    }
 
     @inline(__always)
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
-        let conn = connections[peer]
-        conn.prepareOutput()
-        ChatEventEncoder.messageFrame(escapedText: escapedText, into: &conn.output)
-        conn.server.metrics.framesOut &+= 1
-        conn.markDirty()
-        return conn.outstandingBytes
+        connections.with(peer) { conn in
+            conn.prepareOutput()
+            ChatEventEncoder.messageFrame(escapedText: escapedText, into: &conn.output)
+            conn.server.metrics.framesOut &+= 1
+            conn.markDirty()
+            return conn.outstandingBytes
+        }
     }
 
     func close(_ peer: PeerID, _ reason: ChatCloseReason) {
-        let conn = connections[peer]
+        connections.with(peer) { close($0, reason) }
+    }
+
+    private func close(_ conn: Connection, _ reason: ChatCloseReason) {
         switch reason {
         case .slowConsumer:
             // A receiver that falls this far behind is closed; its partner was told it left.

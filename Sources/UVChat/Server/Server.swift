@@ -63,6 +63,7 @@ public final class Server {
         httpLimits = HTTPLimits(maxHeadBytes: configuration.maxHeadBytes, maxTargetBytes: configuration.maxTargetBytes,
                                 maxHeaderCount: configuration.maxHeaderCount)
         loop = try EventLoop()
+        loop.owner = Unmanaged.passUnretained(self).toOpaque()
     }
 
     // MARK: - Start and run
