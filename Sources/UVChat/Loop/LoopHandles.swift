@@ -3,110 +3,107 @@ import CLibUV
 import Glibc
 #endif
 
-/// A libuv timer whose handle holds a retained reference to this object from `init` until the handle's close
-/// callback, which releases it and frees the handle: the action can never run on freed memory.
-final class LoopTimer {
-    private let handle: UnsafeMutablePointer<uv_timer_t>
-    private let action: () -> Void
-    private var closed = false
+/// A libuv handle whose `data` holds a retained reference to its Swift owner from `open` until the handle's close
+/// callback, which releases the owner and frees the handle: an action can never run on freed memory. The timer,
+/// signal and async owners below share this; each adds its start call and its callback.
+struct OwnedHandle<Handle> {
+    let handle: UnsafeMutablePointer<Handle>
+    private(set) var isClosed = false
 
-    init(loop: EventLoop, _ action: @escaping () -> Void) throws {
-        self.action = action
+    /// Allocates and initialises the handle (`initialize` is the `uv_*_init` call); `owner` is retained by it.
+    init(owner: AnyObject, _ initialize: (UnsafeMutablePointer<Handle>) -> Int32) throws {
         handle = .allocate(capacity: 1)
-        let rc = uv_timer_init(loop.raw, handle)
+        let rc = initialize(handle)
         if rc != 0 {
             handle.deallocate()
             throw UVError(rc)
         }
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        generic.pointee.data = Unmanaged.passRetained(owner).toOpaque()
+    }
+
+    var generic: UnsafeMutablePointer<uv_handle_t> { UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self) }
+
+    /// The owner a callback's handle belongs to.
+    static func owner<Owner: AnyObject>(_ h: UnsafeMutablePointer<Handle>?, as: Owner.Type) -> Owner {
+        let data = UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self).pointee.data!
+        return Unmanaged<Owner>.fromOpaque(data).takeUnretainedValue()
+    }
+
+    mutating func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        uv_close(generic) { h in
+            Unmanaged<AnyObject>.fromOpaque(h!.pointee.data).release()
+            UnsafeMutableRawPointer(h!).deallocate()
+        }
+    }
+}
+
+/// A libuv timer that runs its action on the loop, then writes what the action queued.
+final class LoopTimer {
+    private var handle: OwnedHandle<uv_timer_t>!
+    private let action: () -> Void
+
+    init(loop: EventLoop, _ action: @escaping () -> Void) throws {
+        self.action = action
+        handle = try OwnedHandle(owner: self) { uv_timer_init(loop.raw, $0) }
     }
 
     /// (Re)starts the timer: first after `ms`, then every `repeatMs` (0: once).
     func start(after ms: UInt64, repeat repeatMs: UInt64 = 0) throws {
-        guard !closed else { return }
-        try UVError.check(uv_timer_start(handle, { t in
-            let timer = Unmanaged<LoopTimer>.fromOpaque(t!.pointee.data).takeUnretainedValue()
-            timer.action()
+        guard !handle.isClosed else { return }
+        try UVError.check(uv_timer_start(handle.handle, { t in
+            OwnedHandle.owner(t, as: LoopTimer.self).action()
             EventLoop.from(t!.pointee.loop).flushPending()
         }, ms, repeatMs))
     }
 
-    var isActive: Bool { !closed && uv_is_active(uvc_timer_as_handle(handle)) != 0 }
+    var isActive: Bool { !handle.isClosed && uv_is_active(handle.generic) != 0 }
 
-    func close() {
-        guard !closed else { return }
-        closed = true
-        uv_close(uvc_timer_as_handle(handle)) { h in
-            Unmanaged<LoopTimer>.fromOpaque(h!.pointee.data).release()
-            UnsafeMutableRawPointer(h!).deallocate()
-        }
-    }
+    func close() { handle.close() }
 }
 
-/// A signal watcher, owned the same way as `LoopTimer`.
+/// A signal watcher that runs its action on the loop.
 final class LoopSignal {
-    private let handle: UnsafeMutablePointer<uv_signal_t>
+    private var handle: OwnedHandle<uv_signal_t>!
     private let action: (Int32) -> Void
-    private var closed = false
 
     init(loop: EventLoop, signum: Int32, _ action: @escaping (Int32) -> Void) throws {
         self.action = action
-        handle = .allocate(capacity: 1)
-        let rc = uv_signal_init(loop.raw, handle)
-        if rc != 0 {
-            handle.deallocate()
-            throw UVError(rc)
-        }
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
-        try UVError.check(uv_signal_start(handle, { h, signum in
-            let signal = Unmanaged<LoopSignal>.fromOpaque(h!.pointee.data).takeUnretainedValue()
-            signal.action(signum)
+        handle = try OwnedHandle(owner: self) { uv_signal_init(loop.raw, $0) }
+        try UVError.check(uv_signal_start(handle.handle, { h, signum in
+            OwnedHandle.owner(h, as: LoopSignal.self).action(signum)
             EventLoop.from(h!.pointee.loop).flushPending()
         }, signum))
     }
 
-    func close() {
-        guard !closed else { return }
-        closed = true
-        uv_close(uvc_signal_as_handle(handle)) { h in
-            Unmanaged<LoopSignal>.fromOpaque(h!.pointee.data).release()
-            UnsafeMutableRawPointer(h!).deallocate()
-        }
-    }
+    func close() { handle.close() }
 }
 
 /// The async handle behind `StopHandle`; it does not keep the loop alive.
 final class LoopAsync {
-    fileprivate let handle: UnsafeMutablePointer<uv_async_t>
+    private var handle: OwnedHandle<uv_async_t>!
     private let action: () -> Void
     /// Shared with every `StopHandle` copy, so that one made before the close knows the handle is gone.
     let state = StopHandle.State()
 
     init(loop: EventLoop, _ action: @escaping () -> Void) throws {
         self.action = action
-        handle = .allocate(capacity: 1)
-        let rc = uv_async_init(loop.raw, handle) { h in
-            let async = Unmanaged<LoopAsync>.fromOpaque(h!.pointee.data).takeUnretainedValue()
-            async.action()
-            EventLoop.from(h!.pointee.loop).flushPending()
+        handle = try OwnedHandle(owner: self) { h in
+            uv_async_init(loop.raw, h) { h in
+                OwnedHandle.owner(h, as: LoopAsync.self).action()
+                EventLoop.from(h!.pointee.loop).flushPending()
+            }
         }
-        if rc != 0 {
-            handle.deallocate()
-            throw UVError(rc)
-        }
-        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
-        uv_unref(uvc_async_as_handle(handle))
-        state.open(handle)
+        uv_unref(handle.generic)
+        state.open(handle.handle)
     }
 
     var stopHandle: StopHandle { StopHandle(state: state) }
 
     func close() {
         guard state.close() else { return }
-        uv_close(uvc_async_as_handle(handle)) { h in
-            Unmanaged<LoopAsync>.fromOpaque(h!.pointee.data).release()
-            UnsafeMutableRawPointer(h!).deallocate()
-        }
+        handle.close()
     }
 }
 
