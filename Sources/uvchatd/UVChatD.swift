@@ -65,10 +65,20 @@ struct UVChatD: ParsableCommand {
     var maxConnectionsPerAddress = defaults.maxConnectionsPerAddress
     @Option(help: "New chat connections per minute per client address (503 beyond).")
     var newConnectionsPerMinute = defaults.newConnectionsPerMinutePerAddress
-    @Option(help: "Chat messages per second shared by all connections of one address.")
+    @Option(help: "Typing events per second per connection (token bucket rate).")
+    var typingRatePerSecond = defaults.typingRatePerSecond
+    @Option(help: "Burst of the typing bucket.")
+    var typingBurst = defaults.typingBurst
+    @Option(help: "next and stop commands per second per connection (one bucket for both).")
+    var nextRatePerSecond = defaults.nextRatePerSecond
+    @Option(help: "Burst of the next/stop bucket.")
+    var nextBurst = defaults.nextBurst
+    @Option(help: "Chat messages per second shared by all connections of one address (0: no such bucket).")
     var addressRatePerSecond = defaults.addressRatePerSecond
     @Option(help: "Burst of the per-address message bucket.")
     var addressRateBurst = defaults.addressRateBurst
+    @Option(help: "Open HTTP connections (before the upgrade) per client address; trusted proxies are exempt.")
+    var maxHttpConnectionsPerAddress = defaults.maxHTTPConnectionsPerAddress
     @Flag(help: "Lift the rate and connection-count limits (for benchmarks); size limits stay.")
     var noRateLimits = false
     @Option(help: "Allowed Origin for upgrades (repeatable; none means any).")
@@ -95,17 +105,25 @@ struct UVChatD: ParsableCommand {
                           ("--echo-max-message-bytes", echoMaxMessageBytes), ("--outgoing-cap", outgoingCap),
                           ("--max-text-scalars", maxTextScalars), ("--max-connections", maxConnections),
                           ("--max-connections-per-address", maxConnectionsPerAddress),
-                          ("--new-connections-per-minute", newConnectionsPerMinute)] where v <= 0 {
+                          ("--new-connections-per-minute", newConnectionsPerMinute),
+                          ("--max-http-connections-per-address", maxHttpConnectionsPerAddress)] where v <= 0 {
             throw ValidationError("\(name) must be positive")
         }
         for (name, v) in [("--handshake-timeout", handshakeTimeout), ("--keep-alive-timeout", keepAliveTimeout),
                           ("--ping-interval", pingInterval), ("--close-timeout", closeTimeout),
                           ("--rate-per-second", ratePerSecond), ("--rate-burst", rateBurst),
-                          ("--address-rate-per-second", addressRatePerSecond), ("--address-rate-burst", addressRateBurst),
+                          ("--typing-rate-per-second", typingRatePerSecond), ("--typing-burst", typingBurst),
+                          ("--next-rate-per-second", nextRatePerSecond), ("--next-burst", nextBurst),
+                          ("--address-rate-burst", addressRateBurst),
                           ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
             throw ValidationError("\(name) must be positive")
         }
         guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
+        guard addressRatePerSecond >= 0 else { throw ValidationError("--address-rate-per-second must not be negative") }
+        for (name, v) in [("--outgoing-cap", outgoingCap), ("--echo-max-message-bytes", echoMaxMessageBytes),
+                          ("--max-message-bytes", maxMessageBytes)] where v > ServerConfiguration.maxBufferLimit {
+            throw ValidationError("\(name) must be at most \(ServerConfiguration.maxBufferLimit)")
+        }
     }
 
     func makeConfiguration() -> ServerConfiguration {
@@ -132,6 +150,11 @@ struct UVChatD: ParsableCommand {
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute
+        c.typingRatePerSecond = typingRatePerSecond
+        c.typingBurst = typingBurst
+        c.nextRatePerSecond = nextRatePerSecond
+        c.nextBurst = nextBurst
+        c.maxHTTPConnectionsPerAddress = maxHttpConnectionsPerAddress
         c.addressRatePerSecond = addressRatePerSecond
         c.addressRateBurst = addressRateBurst
         c.rateLimitsEnabled = !noRateLimits

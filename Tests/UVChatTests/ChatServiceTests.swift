@@ -6,13 +6,20 @@ private final class RecordingOutbox: ChatOutbox {
     /// Every text event each peer was sent, decoded from the frames, in order.
     var sent: [UInt32: [String]] = [:]
     var closed: [(UInt32, ChatCloseReason)] = []
-    /// What `relay` reports as waiting for a peer (the test sets it to stand for a receiver that does not read).
+    /// What the outbox reports as waiting for a peer: everything it was sent, as for a receiver that never reads
+    /// (a test resets it to stand for one that does).
     var outstanding: [UInt32: Int] = [:]
 
-    func send(_ frame: [UInt8], to peer: PeerID) { record(frame, peer) }
+    func send(_ frame: [UInt8], to peer: PeerID) -> Int {
+        record(frame, peer)
+        outstanding[peer.rawValue, default: 0] += frame.count
+        return outstanding[peer.rawValue, default: 0]
+    }
 
-    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) {
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
         sent[peer.rawValue, default: []].append(String(decoding: payload, as: UTF8.self))
+        outstanding[peer.rawValue, default: 0] += payload.count + 2
+        return outstanding[peer.rawValue, default: 0]
     }
 
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
@@ -179,6 +186,7 @@ private let partnerLeft = #"{"type":"partner_left"}"#
         chat.join(peer(0), address: home, interests: [], now: 0)
         chat.join(peer(1), address: home, interests: [], now: 0)
         _ = (out.take(0), out.take(1))
+        out.outstanding = [:]
         let text = String(repeating: "a", count: 60)
         chat.command(#"{"type":"message","text":"\#(text)"}"#, from: 0)
         #expect(out.closed.isEmpty)
@@ -250,14 +258,161 @@ private let partnerLeft = #"{"type":"partner_left"}"#
         var (chat, out) = service()
         chat.join(peer(0), address: home, interests: [], now: 0)
         _ = out.take(0)
-        chat.broadcastOnline()
+        chat.broadcastOnline(now: 0)
         #expect(out.take(0) == [])
         chat.join(peer(1), address: home, interests: [], now: 0)
         _ = (out.take(0), out.take(1))
-        chat.broadcastOnline()
+        chat.broadcastOnline(now: 0)
         #expect(out.take(0) == [#"{"type":"online","count":2}"#])
         #expect(out.take(1) == [])
-        chat.broadcastOnline()
+        chat.broadcastOnline(now: 0)
         #expect(out.take(0) == [])
+    }
+
+    // MARK: - Hardening (issue 13)
+
+    @Test func typingCountsAgainstTheReceiversCap() {
+        var (chat, out) = service { $0.outgoingCap = 300; $0.rateLimitsEnabled = false }
+        chat.join(peer(0), address: home, interests: [], now: 0)
+        chat.join(peer(1), address: home, interests: [], now: 0)
+        _ = (out.take(0), out.take(1))
+        // Peer 1 never reads: each typing event waits in its output until the cap is passed.
+        for n in 0..<20 { chat.command(#"{"type":"typing","active":\#(n % 2 == 0)}"#, from: 0) }
+        #expect(out.closed.map { $0.0 } == [1])
+        #expect(out.take(0).last == partnerLeft)
+        #expect(!chat.isMember(peer(1)) && chat.counters.slowConsumerCloses == 1)
+        // Once it is gone nothing more is queued for it.
+        #expect(out.take(1).count < 20)
+    }
+
+    @Test func anErrorBacklogCountsAgainstTheSendersOwnCap() {
+        var (chat, out) = service { $0.outgoingCap = 400 }
+        chat.join(peer(0), address: home, interests: [], now: 0)
+        for _ in 0..<20 { chat.command("garbage", from: 0) }
+        #expect(out.closed.map { $0.0 } == [0])
+        #expect(!chat.isMember(peer(0)))
+    }
+
+    @Test func typingHasABucketOfItsOwn() {
+        var (chat, out) = service { $0.typingBurst = 4; $0.typingRatePerSecond = 2 }
+        chat.join(peer(0), address: home, interests: [], now: 0)
+        chat.join(peer(1), address: home, interests: [], now: 0)
+        _ = (out.take(0), out.take(1))
+        for _ in 0..<6 { chat.command(#"{"type":"typing","active":true}"#, from: 0, now: 0) }
+        #expect(out.take(1).count == 4)
+        #expect(out.take(0).filter { $0.contains("rate_limited") }.count == 2)
+        // Messages keep their own bucket.
+        chat.command(#"{"type":"message","text":"hi"}"#, from: 0, now: 0)
+        #expect(out.take(1).count == 1)
+        chat.command(#"{"type":"typing","active":false}"#, from: 0, now: 500)
+        #expect(out.take(1) == [#"{"type":"typing","active":false}"#])
+    }
+
+    @Test func nextAndStopShareABucketAndARefusedOneIsNotCarriedOut() {
+        var (chat, out) = service { $0.nextBurst = 3; $0.nextRatePerSecond = 0.5 }
+        chat.join(peer(0), address: home, interests: [], now: 0)
+        chat.join(peer(1), address: home, interests: [], now: 0)
+        _ = (out.take(0), out.take(1))
+        chat.command(#"{"type":"next"}"#, from: 0, now: 0)   // 1 is sent away, 0 waits
+        chat.command(#"{"type":"stop"}"#, from: 0, now: 0)   // 0 leaves the queue
+        chat.command(#"{"type":"next"}"#, from: 0, now: 0)   // 0 waits again
+        _ = (out.take(0), out.take(1))
+        chat.join(peer(2), address: home, interests: [], now: 0)
+        #expect(chat.routing.partner(of: peer(0)) == peer(2))
+        _ = (out.take(0), out.take(2))
+        chat.command(#"{"type":"next"}"#, from: 0, now: 0)
+        #expect(out.take(0).map { $0.contains("rate_limited") } == [true])
+        #expect(out.take(2) == [])
+        #expect(chat.routing.partner(of: peer(0)) == peer(2))
+        // Two seconds later one more is allowed.
+        chat.command(#"{"type":"next"}"#, from: 0, now: 2000)
+        #expect(out.take(2) == [partnerLeft])
+    }
+
+    @Test func oneIPv6Slash64IsOneAddress() {
+        var (chat, _) = service { $0.maxConnectionsPerAddress = 3 }
+        for n in 1...3 {
+            let a = ClientAddress(text: "2001:db8:1:2::\(n)")!
+            #expect(chat.admit(address: a, now: 0) == nil)
+            chat.join(peer(UInt32(n)), address: a, interests: [], now: 0)
+        }
+        #expect(chat.admit(address: ClientAddress(text: "2001:db8:1:2:ffff:ffff:ffff:ffff")!, now: 0) == 30)
+        #expect(chat.admit(address: ClientAddress(text: "2001:db8:1:3::1")!, now: 0) == nil)
+    }
+
+    @Test func byDefaultNoAddressBucketRefusesPeopleSharingAnAddress() {
+        var (chat, out) = service()
+        for n: UInt32 in 0..<12 { chat.join(peer(n), address: home, interests: [], now: 0) }
+        for n: UInt32 in 0..<12 { _ = out.take(n) }
+        // Twelve people at five messages a second each, for four seconds: 240 messages from one address.
+        for tick in 0..<20 {
+            for n: UInt32 in 0..<12 { chat.command(#"{"type":"message","text":"hello"}"#, from: n, now: UInt64(tick) * 200) }
+        }
+        #expect(chat.counters.rateLimitHits == 0)
+        #expect(chat.counters.messagesRelayed == 240)
+    }
+
+    @Test func anAddressBucketWhenConfiguredIsShared() {
+        var (chat, out) = service { $0.addressRatePerSecond = 1; $0.addressRateBurst = 3 }
+        for n: UInt32 in 0..<4 { chat.join(peer(n), address: home, interests: [], now: 0) }
+        for n: UInt32 in 0..<4 { _ = out.take(n) }
+        for n: UInt32 in 0..<4 { chat.command(#"{"type":"message","text":"x"}"#, from: n, now: 0) }
+        #expect(chat.counters.messagesRelayed == 3 && chat.counters.rateLimitHits == 1)
+    }
+}
+
+@Suite struct AddressTableTests {
+    private let settings = ChatSettings()
+
+    private func key(_ n: Int) -> ClientAddress { ClientAddress(ipv4: UInt32(0x0A00_0000 + n)) }
+
+    @Test func idleRecordsGoOnceTheirLifetimeIsOver() {
+        var table = AddressTable()
+        _ = table.record(key(1), now: 0, settings: settings)
+        _ = table.record(key(2), now: 30_000, settings: settings)
+        #expect(table.count == 2)
+        table.prune(now: 59_999)
+        #expect(table.count == 2)
+        table.prune(now: 60_000)
+        #expect(table.count == 1)
+        table.prune(now: 90_000)
+        #expect(table.count == 0)
+    }
+
+    @Test func recordsWithOpenChatsStayAndGoIdleWhenTheLastCloses() {
+        var table = AddressTable()
+        let r = table.record(key(1), now: 0, settings: settings)
+        table.opened(r)
+        table.opened(r)
+        table.prune(now: 1_000_000)
+        #expect(table.count == 1 && table.idleCount == 0)
+        table.closed(r, now: 1_000_000)
+        table.closed(r, now: 1_000_000)
+        #expect(table.count == 1 && table.idleCount == 1)
+        table.prune(now: 1_060_000)
+        #expect(table.count == 0)
+    }
+
+    @Test func theIdleListIsBoundedOldestFirst() {
+        var table = AddressTable(maxIdle: 100)
+        for n in 0..<1000 { _ = table.record(key(n), now: UInt64(n), settings: settings) }
+        #expect(table.count == 100 && table.idleCount == 100)
+        // The newest hundred are the ones kept.
+        let kept = table.record(key(999), now: 1000, settings: settings)
+        #expect(table.count == 100)
+        _ = kept
+        _ = table.record(key(0), now: 1000, settings: settings)
+        #expect(table.count == 100)
+    }
+
+    @Test func aTouchMovesARecordToTheYoungEnd() {
+        var table = AddressTable()
+        let old = table.record(key(1), now: 0, settings: settings)
+        _ = table.record(key(2), now: 10_000, settings: settings)
+        table.touched(old, now: 50_000)
+        table.prune(now: 70_000)
+        // key 2 (idle since 10 s) went; key 1 (touched at 50 s) stays.
+        #expect(table.count == 1)
+        #expect(table.record(key(1), now: 70_000, settings: settings) === old)
     }
 }

@@ -32,6 +32,14 @@ private let badRequest = HandshakeRejection(status: .badRequest)
         #expect(WebSocketHandshake.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     }
 
+    @Test func rejectsAnUpgradeWithABodyWith400() throws {
+        // The bytes after the head are frames; a body there would be taken for them.
+        let head = try #require(request(fields: exampleFields + [("Content-Length", "5")]))
+        #expect(WebSocketHandshake.validate(head) == .failure(badRequest))
+        let empty = try #require(request(fields: exampleFields + [("Content-Length", "0")]))
+        #expect(WebSocketHandshake.validate(empty) == .success("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+    }
+
     @Test func acceptsRFC6455ExampleRequest() throws {
         let head = try #require(request(fields: exampleFields))
         #expect(WebSocketHandshake.validate(head) == .success("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))

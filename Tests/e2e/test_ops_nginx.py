@@ -2,6 +2,7 @@
 wss://, --trusted-proxy and X-Forwarded-For, and the whole production layout. Each uses the real tool from Debian."""
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -93,6 +94,7 @@ def nginx_front():
         return tls_port, ctx
 
     start.ports = ports
+    start.workdir = workdir
     yield start
     for p in procs:
         p.terminate()
@@ -109,6 +111,74 @@ def https_get(port, ctx, path, source="127.0.0.1"):
         data += chunk
     s.close()
     return int(data.split()[1])
+
+
+def https_head(port, ctx, path, source="127.0.0.1"):
+    """(status, {lower-case header name: value}) of one GET over TLS."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    fields = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return int(head[0].split()[1]), fields
+
+
+def pipelined_statuses(port, ctx, path, count, source):
+    """Sends `count` GETs in one write on one TLS connection; returns the status of each answer."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    one = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    s.sendall(one * (count - 1) + f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+
+
+def test_nginx_recipe_passes_nginx_t(nginx_front):
+    workdir = nginx_front.workdir
+    with open(f"{workdir}/nginx.conf", "w") as f:
+        f.write(nginx_conf(workdir, free_port(), free_port(), free_port()))
+    r = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", workdir, "-c", f"{workdir}/nginx.conf"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "test is successful" in r.stderr, r.stderr
+    # The limits are part of the recipe, not of the test's wrapper.
+    recipe = open(os.path.join(DEPLOY, "nginx", "uvchat.conf")).read()
+    for directive in ("limit_conn_zone $binary_remote_addr", "limit_req_zone $binary_remote_addr",
+                      "limit_conn uvchat_conn", "limit_req zone=uvchat_req", "Strict-Transport-Security"):
+        assert directive in recipe, directive
+
+
+def test_nginx_sends_hsts_and_the_strict_csp(server_factory, nginx_front):
+    server = server_factory()
+    tls_port, ctx = nginx_front(server.port)
+    status, fields = https_head(tls_port, ctx, "/")
+    assert status == 200
+    assert re.fullmatch(r"max-age=\d{7,}.*", fields.get("strict-transport-security", "")), fields
+    # What the browser gets: the page may connect to its own origin only (ws: or wss: would allow any host).
+    csp = {d.split()[0]: d.split()[1:] for d in fields["content-security-policy"].split(";") if d.strip()}
+    assert csp["connect-src"] == ["'self'"], csp
+    # Straight from uvchatd too, as /healthz, /ws and the static files share one header set.
+    status, head, _ = http_get(server.port, "/")
+    assert status == 200 and "connect-src 'self';" in head and "ws:" not in head, head
+
+
+def test_nginx_limits_requests_per_client_address(server_factory, nginx_front):
+    server = server_factory()
+    tls_port, ctx = nginx_front(server.port)
+    # A burst far beyond a chat page's few requests is cut short with 429, for that address only.
+    statuses = pipelined_statuses(tls_port, ctx, "/healthz", 400, "127.0.0.2")
+    assert len(statuses) == 400 and statuses[0] == 200, statuses[:5]
+    assert 429 in statuses and statuses.count(200) >= 150, (statuses.count(200), statuses.count(429))
+    assert https_get(tls_port, ctx, "/healthz", source="127.0.0.3") == 200
 
 
 def test_chat_over_wss_through_nginx(server_factory, nginx_front):
@@ -152,17 +222,31 @@ def test_trusted_proxy_decides_whether_x_forwarded_for_counts(server_factory, ng
     assert asyncio.run(second_upgrade_from(url, ctx, "127.0.0.2", "127.0.0.2")) is False
 
 
-def test_deployment_stack_socket_activation_behind_nginx(nginx_front):
-    """The README's production layout: a dual-stack socket bound by the service manager (as uvchat.socket does),
-    uvchatd adopting it and trusting nginx on the same host, nginx terminating TLS in front."""
+def shipped_listen_stream():
+    unit = open(os.path.join(DEPLOY, "systemd", "uvchat.socket")).read()
+    return re.findall(r"^ListenStream=(\S+)$", unit, re.M)
+
+
+@pytest.mark.parametrize("layout", ["shipped", "public"])
+def test_deployment_stack_socket_activation_behind_nginx(nginx_front, layout):
+    """The README's production layout: the socket bound by the service manager as uvchat.socket does (shipped:
+    its ListenStream, on loopback; public: the dual-stack socket its comment describes), uvchatd adopting it and
+    trusting nginx on the same host, nginx terminating TLS in front."""
     port = free_port()
-    proc = subprocess.Popen([socket_activate_tool(), "-l", str(port), BINARY, "--www", WWW,
+    if layout == "shipped":
+        [listen] = shipped_listen_stream()
+        host, _, _ = listen.rpartition(":")
+        assert host == "127.0.0.1", listen
+        address = f"{host}:{port}"
+    else:
+        address = str(port)
+    proc = subprocess.Popen([socket_activate_tool(), "-l", address, BINARY, "--www", WWW,
                              "--trusted-proxy", "127.0.0.1", "--max-connections-per-address", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         tls_port, ctx = nginx_front(port)
         url = f"wss://127.0.0.1:{tls_port}/ws"
-        # A client of the dual-stack socket shows up as ::ffff:127.0.0.1, and must still count as the trusted proxy.
+        # On the dual-stack socket a client shows up as ::ffff:127.0.0.1, and must still count as the trusted proxy.
         assert asyncio.run(chat_pair(url, ctx, ("127.0.0.2", "127.0.0.3"))) == "hello over the wire"
         assert asyncio.run(second_upgrade_from(url, ctx, "127.0.0.4", "127.0.0.4")) is False
     finally:

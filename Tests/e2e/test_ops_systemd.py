@@ -25,14 +25,51 @@ def units_for_test(tmp_path):
     return [str(tmp_path / "uvchat.service"), str(tmp_path / "uvchat.socket")]
 
 
+def unit_settings(name):
+    """(section, key, value) for each setting of a shipped unit, in order (a key may repeat)."""
+    settings, section = [], None
+    for line in open(os.path.join(DEPLOY, "systemd", name)).read().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        settings.append((section, key.strip(), value.strip()))
+    return settings
+
+
 def test_units_pass_systemd_analyze_verify(tmp_path):
     units = units_for_test(tmp_path)
     r = subprocess.run(["systemd-analyze", "verify", "--man=no"] + units, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    # A setting systemd cannot parse (an unknown key, a bad MemoryMax= value) is only a warning: there must be none.
+    warnings = [l for l in (r.stdout + r.stderr).splitlines() if "uvchat.service:" in l or "uvchat.socket:" in l]
+    assert warnings == [], warnings
     # And it does check something: a unit whose binary is missing fails.
     bad = tmp_path / "broken.service"
     bad.write_text(open(units[0]).read().replace(BINARY, "/nonexistent/uvchatd"))
     assert subprocess.run(["systemd-analyze", "verify", "--man=no", str(bad)], capture_output=True).returncode != 0
+
+
+def test_socket_listens_on_loopback_only_by_default():
+    # nginx in front on the same host is the shipped layout; listening on every address is a deliberate change.
+    listens = [v for section, k, v in unit_settings("uvchat.socket") if section == "Socket" and k == "ListenStream"]
+    assert listens == ["127.0.0.1:8080"], listens
+
+
+def test_service_bounds_memory_and_tasks():
+    service = {(section, k): v for section, k, v in unit_settings("uvchat.service")}
+    memory = service.get(("Service", "MemoryMax"), "")
+    m = re.fullmatch(r"(\d+)([KMG]?)", memory)
+    assert m, f"MemoryMax={memory!r}"
+    assert 256 << 20 <= int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)] <= 8 << 30
+    # One thread: a small number of tasks, with room for what systemd forks (ExecReload).
+    tasks = service.get(("Service", "TasksMax"), "")
+    assert tasks.isdigit() and 4 <= int(tasks) <= 64, f"TasksMax={tasks!r}"
+    # And uvchatd trusts the nginx in front of its loopback socket, or every client would be one address.
+    assert "--trusted-proxy 127.0.0.1" in service[("Service", "ExecStart")]
 
 
 def test_service_exposure_is_under_2():

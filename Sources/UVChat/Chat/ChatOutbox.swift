@@ -2,10 +2,11 @@
 /// over its connections (`ConnectionOutbox`); tests implement it with a recorder. Calls only append or start a
 /// close: they never call back into the service, so a command is handled start to finish without re-entry.
 public protocol ChatOutbox {
-    /// A whole frame built once (a prebuilt event), appended to the peer's output.
-    func send(_ frame: [UInt8], to peer: PeerID)
-    /// A text frame around `payload`.
-    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID)
+    /// A whole frame built once (a prebuilt event), appended to the peer's output. Returns the bytes now waiting to
+    /// be written to that peer (every byte counts against its outgoing cap).
+    func send(_ frame: [UInt8], to peer: PeerID) -> Int
+    /// A text frame around `payload`; returns the bytes now waiting, as `send` does.
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int
     /// The partner's copy of a message: `ChatEventEncoder.messageFrame(escapedText:)` appended to its output.
     /// Returns the bytes now waiting to be written to that peer.
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int

@@ -20,10 +20,10 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// server is going away, and the 1001 close says so).
     public private(set) var isDraining = false
 
-    /// One member's state, 32 bytes: every open chat connection carries one.
+    /// One member's state, 40 bytes: every open chat connection carries one.
     @usableFromInline
     struct Peer {
-        @usableFromInline var bucket = TokenBucket(tokens: 0, at: 0)
+        @usableFromInline var buckets = PeerBuckets()
         /// The online count this peer was last told.
         @usableFromInline var lastOnline: Int32 = -1
         /// Its address's record while it is a member; nil otherwise.
@@ -35,8 +35,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     /// By `PeerID.rawValue`; the shell's peer ids are small dense slot numbers.
     @usableFromInline var peers: [Peer] = []
-    private var addresses: [ClientAddress: AddressRecord] = [:]
-    private var lastAddressPrune: UInt64 = 0
+    private var addresses = AddressTable()
     @usableFromInline let frames = ChatFrames()
     private var scratch: [UInt8] = []
 
@@ -53,18 +52,12 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public mutating func admit(address: ClientAddress, now: UInt64) -> Int? {
         guard settings.rateLimitsEnabled else { return nil }
         if memberCount >= settings.maxConnections { return 10 }
-        let record = addressRecord(address, now: now)
+        let record = addresses.record(address.perAddressKey, now: now, settings: settings)
         if record.openChats >= settings.maxConnectionsPerAddress { return 30 }
         let perMinute = Double(settings.newConnectionsPerMinutePerAddress)
+        addresses.touched(record, now: now)
         if !record.connections.take(now: now, rate: perMinute / 60, burst: perMinute) { return 60 }
         return nil
-    }
-
-    private mutating func addressRecord(_ address: ClientAddress, now: UInt64) -> AddressRecord {
-        if let record = addresses[address] { return record }
-        let record = AddressRecord(now: now, settings: settings)
-        addresses[address] = record
-        return record
     }
 
     /// A peer upgraded to the chat: it hears the online count, then is queued (`waiting` or `paired`).
@@ -75,13 +68,13 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         }
         precondition(peers[i].address == nil, "a peer joined twice")
         memberCount += 1
-        let record = addressRecord(address, now: now)
-        record.openChats += 1
-        peers[i].bucket = TokenBucket(tokens: settings.rateBurst, at: now)
+        let record = addresses.record(address.perAddressKey, now: now, settings: settings)
+        addresses.opened(record)
+        peers[i].buckets = PeerBuckets(full: settings, now: now)
         peers[i].lastOnline = Int32(clamping: memberCount)
         peers[i].address = record
         peers[i].interests = interests
-        outbox.send(ChatFrames.online(memberCount), to: peer)
+        deliver(ChatFrames.online(memberCount), to: peer, now: now)
         queue(peer, now: now)
     }
 
@@ -90,13 +83,15 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public mutating func leave(_ peer: PeerID, now: UInt64) {
         let i = Int(peer.rawValue)
         guard i < peers.count, let record = peers[i].address else { return }
-        part(peer)
+        part(peer, now: now)
         peers[i].address = nil
         peers[i].interests = []
         memberCount -= 1
-        record.openChats -= 1
-        pruneAddresses(now: now)
+        addresses.closed(record, now: now)
     }
+
+    /// Per-address records held now (bounded; see `AddressTable`).
+    var addressCount: Int { addresses.count }
 
     public func isMember(_ peer: PeerID) -> Bool {
         let i = Int(peer.rawValue)
@@ -122,42 +117,54 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public mutating func receive(_ payload: UnsafeRawBufferPointer, from peer: PeerID, now: UInt64) {
         switch ChatCommandDecoder.decode(payload, maxScalars: settings.maxTextScalars) {
         case .failure(let code):
-            refuse(peer, code)
+            refuse(peer, code, now: now)
         case .success(.message(let range, _)):
             guard let partner = routing.partner(of: peer) else {
-                refuse(peer, .notPaired)
+                refuse(peer, .notPaired, now: now)
                 return
             }
             if settings.rateLimitsEnabled && !allowMessage(from: peer, now: now) {
-                _counters.rateLimitHits &+= 1
-                refuse(peer, .rateLimited)
+                refuseRate(peer, now: now)
                 return
             }
             relay(UnsafeRawBufferPointer(rebasing: payload[range]), to: partner, now: now)
         case .success(.typing(let active)):
-            if let partner = routing.partner(of: peer) {
-                outbox.send(active ? frames.typingOn : frames.typingOff, to: partner)
+            guard let partner = routing.partner(of: peer) else { return }
+            if settings.rateLimitsEnabled && !peers[Int(peer.rawValue)].buckets.take(.typing, now: now, settings: settings) {
+                refuseRate(peer, now: now)
+                return
             }
+            deliver(active ? frames.typingOn : frames.typingOff, to: partner, now: now)
         case .success(.next):
+            guard allowNext(from: peer, now: now) else { return }
             next(peer, now: now)
         case .success(.stop):
-            part(peer)
+            guard allowNext(from: peer, now: now) else { return }
+            part(peer, now: now)
         }
     }
 
-    /// The peer's own bucket, then the one its address shares.
+    /// The peer's own bucket, then (when configured) the one its address shares.
     @inlinable
     mutating func allowMessage(from peer: PeerID, now: UInt64) -> Bool {
         let i = Int(peer.rawValue)
-        let rate = settings.ratePerSecond, burst = settings.rateBurst
-        guard peers[i].bucket.take(now: now, rate: rate, burst: burst) else { return false }
-        guard let record = peers[i].address else { return true }
+        guard peers[i].buckets.take(.message, now: now, settings: settings) else { return false }
+        guard settings.addressRatePerSecond > 0, let record = peers[i].address else { return true }
         return record.messages.take(now: now, rate: settings.addressRatePerSecond, burst: settings.addressRateBurst)
     }
 
+    /// `next` and `stop` share a bucket; refused, the command is not carried out.
+    @usableFromInline
+    mutating func allowNext(from peer: PeerID, now: UInt64) -> Bool {
+        if !settings.rateLimitsEnabled || peers[Int(peer.rawValue)].buckets.take(.next, now: now, settings: settings) {
+            return true
+        }
+        refuseRate(peer, now: now)
+        return false
+    }
+
     /// One append to the partner's output: the frame header, then the event with the sender's already-validated
-    /// JSON string literal copied verbatim. A receiver that falls past the cap is closed; its partner (the sender)
-    /// is told it left.
+    /// JSON string literal copied verbatim.
     @inlinable
     mutating func relay(_ escapedText: UnsafeRawBufferPointer, to partner: PeerID, now: UInt64) {
         let outstanding = outbox.relay(escapedText: escapedText, to: partner)
@@ -165,52 +172,69 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if outstanding > settings.outgoingCap { dropSlowConsumer(partner, now: now) }
     }
 
+    /// Every frame for a peer goes through here or `relay`: whatever the event, a receiver whose waiting bytes pass
+    /// the cap is closed (1008) and its partner is told it left.
+    @inlinable
+    mutating func deliver(_ frame: [UInt8], to peer: PeerID, now: UInt64) {
+        if outbox.send(frame, to: peer) > settings.outgoingCap { dropSlowConsumer(peer, now: now) }
+    }
+
     @usableFromInline
     mutating func dropSlowConsumer(_ peer: PeerID, now: UInt64) {
+        guard isMember(peer) else { return }
         _counters.slowConsumerCloses &+= 1
         leave(peer, now: now)
         outbox.close(peer, .slowConsumer)
     }
 
     @inlinable
-    mutating func refuse(_ peer: PeerID, _ code: ChatErrorCode) {
+    mutating func refuse(_ peer: PeerID, _ code: ChatErrorCode, now: UInt64) {
         _counters.refused[code.index] &+= 1
-        outbox.send(frames.error(code), to: peer)
+        deliver(frames.error(code), to: peer, now: now)
+    }
+
+    @usableFromInline
+    mutating func refuseRate(_ peer: PeerID, now: UInt64) {
+        _counters.rateLimitHits &+= 1
+        refuse(peer, .rateLimited, now: now)
     }
 
     // MARK: - Pairing
 
     @usableFromInline
     mutating func next(_ peer: PeerID, now: UInt64) {
-        part(peer)
+        part(peer, now: now)
         queue(peer, now: now)
     }
 
     /// Out of the pair (the partner is told, unless the server is draining) or the queue.
     @usableFromInline
-    mutating func part(_ peer: PeerID) {
+    mutating func part(_ peer: PeerID, now: UInt64) {
         if let partner = routing.part(peer), !isDraining {
-            outbox.send(frames.partnerLeft, to: partner)
+            deliver(frames.partnerLeft, to: partner, now: now)
         }
     }
 
     private mutating func queue(_ peer: PeerID, now: UInt64) {
+        guard isMember(peer) else { return }   // dropped for its backlog on the way here
         if let pairing = routing.enqueue(peer, interests: peers[Int(peer.rawValue)].interests, now: now &* 1_000_000) {
-            announce(pairing)
+            announce(pairing, now: now)
         } else {
             deadlinesChanged = true
-            outbox.send(frames.waiting, to: peer)
+            deliver(frames.waiting, to: peer, now: now)
         }
     }
 
-    private mutating func announce(_ pairing: Pairing) {
+    private mutating func announce(_ pairing: Pairing, now: UInt64) {
         _counters.pairsMade &+= 1
         scratch.removeAll(keepingCapacity: true)
         ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
-        scratch.withUnsafeBytes { payload in
-            outbox.sendText(payload, to: pairing.a)
-            outbox.sendText(payload, to: pairing.b)
+        let (a, b) = scratch.withUnsafeBytes { payload in
+            (outbox.sendText(payload, to: pairing.a), outbox.sendText(payload, to: pairing.b))
         }
+        // Both hear of the pairing before either is dropped for its backlog.
+        if a > settings.outgoingCap { dropSlowConsumer(pairing.a, now: now) }
+        if b > settings.outgoingCap { dropSlowConsumer(pairing.b, now: now) }
     }
 
     /// When `expire(now:)` next has work, in milliseconds (rounded up), if ever.
@@ -223,30 +247,21 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     /// Interest waits that ran out by `now` fall back to a random match.
     public mutating func expire(now: UInt64) {
-        for pairing in routing.expire(now: now &* 1_000_000) { announce(pairing) }
+        for pairing in routing.expire(now: now &* 1_000_000) { announce(pairing, now: now) }
     }
 
     // MARK: - The online count
 
     /// Every member hears the count when it differs from the last count it was told: at most once per call (the
     /// shell's interval), and never a repeat.
-    public mutating func broadcastOnline() {
+    public mutating func broadcastOnline(now: UInt64) {
         let count = Int32(clamping: memberCount)
         var frame: [UInt8] = []
         for i in peers.indices where peers[i].address != nil && peers[i].lastOnline != count {
             if frame.isEmpty { frame = ChatFrames.online(memberCount) }
             peers[i].lastOnline = count
-            outbox.send(frame, to: PeerID(rawValue: UInt32(i)))
+            deliver(frame, to: PeerID(rawValue: UInt32(i)), now: now)
         }
-    }
-
-    // MARK: - Addresses
-
-    /// Forget addresses with no open chat whose buckets have refilled, so the table never grows without bound.
-    private mutating func pruneAddresses(now: UInt64) {
-        guard now &- lastAddressPrune >= 10_000 else { return }
-        lastAddressPrune = now
-        addresses = addresses.filter { $0.value.openChats > 0 || now &- $0.value.connections.at < 60_000 }
     }
 }
 

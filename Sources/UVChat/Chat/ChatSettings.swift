@@ -5,10 +5,18 @@ public struct ChatSettings: Sendable {
     public var outgoingCap = 1024 * 1024
     public var ratePerSecond = 10.0
     public var rateBurst = 20.0
+    /// `typing` events (the page sends one when typing starts and one when it stops).
+    public var typingRatePerSecond = 5.0
+    public var typingBurst = 20.0
+    /// `next` and `stop` together: a person clicks New now and then; a bot that sends everyone away meets this.
+    public var nextRatePerSecond = 0.5
+    public var nextBurst = 10.0
     public var maxConnections = 10_000
     public var maxConnectionsPerAddress = 16
     public var newConnectionsPerMinutePerAddress = 120
-    public var addressRatePerSecond = 30.0
+    /// A message bucket shared by all of one address's connections: 0 (the default) means none, so that people
+    /// behind one NAT are never refused for each other's messages (PROTOCOL.md, client addresses).
+    public var addressRatePerSecond = 0.0
     public var addressRateBurst = 60.0
     /// Off for benchmarks: no rate or connection-count limit (size limits stay).
     public var rateLimitsEnabled = true

@@ -24,16 +24,44 @@ struct TokenBucket {
     }
 }
 
-/// Per client address: open chat connections and two token buckets (new connections, messages). A class, so that
-/// each member holds its address's record and a message checks the shared bucket without a table lookup.
+/// A member's own buckets (chat messages; typing; `next` and `stop`), with one clock reading for all three so that
+/// a member's record stays small: each take refills all three.
 @usableFromInline
-final class AddressRecord {
-    var openChats = 0
-    var connections: TokenBucket
-    @usableFromInline var messages: TokenBucket
+struct PeerBuckets {
+    @usableFromInline var at: UInt64 = 0
+    @usableFromInline var message: Float = 0
+    @usableFromInline var typing: Float = 0
+    @usableFromInline var next: Float = 0
 
-    init(now: UInt64, settings: ChatSettings) {
-        connections = TokenBucket(tokens: Double(settings.newConnectionsPerMinutePerAddress), at: now)
-        messages = TokenBucket(tokens: settings.addressRateBurst, at: now)
+    @usableFromInline enum Kind { case message, typing, next }
+
+    @usableFromInline init() {}
+
+    init(full settings: ChatSettings, now: UInt64) {
+        at = now
+        message = Float(settings.rateBurst)
+        typing = Float(settings.typingBurst)
+        next = Float(settings.nextBurst)
+    }
+
+    @inlinable
+    mutating func take(_ kind: Kind, now: UInt64, settings: ChatSettings) -> Bool {
+        let seconds = Double(now &- at) / 1000
+        at = now
+        message = Float(min(settings.rateBurst, Double(message) + seconds * settings.ratePerSecond))
+        typing = Float(min(settings.typingBurst, Double(typing) + seconds * settings.typingRatePerSecond))
+        next = Float(min(settings.nextBurst, Double(next) + seconds * settings.nextRatePerSecond))
+        switch kind {
+        case .message: return PeerBuckets.spend(&message)
+        case .typing: return PeerBuckets.spend(&typing)
+        case .next: return PeerBuckets.spend(&next)
+        }
+    }
+
+    @inlinable
+    static func spend(_ tokens: inout Float) -> Bool {
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
     }
 }

@@ -8,10 +8,11 @@ import Glibc
 ///
 /// Out of descriptors, the listener gives up a reserve descriptor for a moment to accept and drop what waits (the
 /// client sees a reset instead of hanging, and the listener does not stay readable and spin the loop). When that is
-/// not possible, or accept fails otherwise, accepting pauses until `resumeIfPaused()` (the server's sweep).
+/// not possible, or accept fails otherwise, or a poll handle reports an error, accepting pauses until
+/// `resumeIfPaused()` (the server's sweep).
 final class Listener {
     enum Event {
-        /// The poll handle reported an error; the listener stays armed.
+        /// A poll handle reported an error (libuv has stopped that handle); accepting pauses.
         case pollFailed(UVError)
         /// accept failed for another reason than a full descriptor table; accepting pauses.
         case acceptFailed(UVError)
@@ -115,8 +116,13 @@ final class Listener {
 
     private func acceptAll(_ poll: UnsafeMutablePointer<uv_poll_t>, status: Int32) {
         if status < 0 {
+            // libuv stops a poll handle before it reports an error on it, so returning here would leave the
+            // listener deaf for good. Pause instead (which stops the other handles too): the sweep starts them all
+            // again, and an error that persists costs one callback per sweep, not a spinning loop.
             loop.io.acceptErrors &+= 1
             onEvent(.pollFailed(UVError(status)))
+            _ = uv_poll_stop(poll)
+            pause()
             return
         }
         let fd = Listener.descriptor(poll)

@@ -71,6 +71,8 @@ class Socket {
     func outputDrained() { resumeReading() }
     /// `close()` was called; the handle is still open.
     func willClose() {}
+    /// While finishing (`finishAfterFlush`): some queued bytes were written, or the last of them and FIN.
+    func finishingProgressed() {}
     /// The handle's close callback: the descriptor is closed, the handle is about to go back to the slab.
     func didClose() {}
 
@@ -100,7 +102,8 @@ class Socket {
         set { bits = bits & ~(3 << Bits.pollShift) | UInt16(newValue & 3) << Bits.pollShift }
     }
 
-    // Output never nears 4 GiB: reading pauses, and slow receivers are closed, long before.
+    // Output never nears 4 GiB: reading pauses, and slow receivers are closed, long before (every cap that bounds
+    // it is at most 1 GiB). The conversions below trap rather than wrap if that ever failed.
     private final var sent: Int {
         get { Int(_sent) }
         set { _sent = UInt32(newValue) }
@@ -236,6 +239,7 @@ class Socket {
             if n > 0 {
                 sent += n
                 loop.io.bytesOut &+= UInt64(n)
+                if flag(Bits.finishAfterFlush) { finishingProgressed() }
             }
         }
         if sent == total {
@@ -289,6 +293,16 @@ class Socket {
         if !flag(Bits.isDirty) && !waitingWritable { flush() }
     }
 
+    /// The peer sent FIN: read no more. The owner goes on writing and decides when to finish.
+    final func stopReadingAtPeerEOF() -> Bool {
+        setFlag(Bits.peerEOF, true)
+        if !updatePoll() {
+            close()
+            return false
+        }
+        return true
+    }
+
     /// The peer sent FIN while answers are still queued: write them, then close (a half-close means it will read
     /// what we send before it goes). False if the socket could not be set up for that and was closed.
     final func finishAfterPeerEOF() -> Bool {
@@ -314,7 +328,11 @@ class Socket {
                 return
             }
         }
-        if uvc_shutdown_write(fd) != 0 { close() }
+        if uvc_shutdown_write(fd) != 0 {
+            close()
+            return
+        }
+        finishingProgressed()
     }
 
     /// Close the socket at once. Idempotent; the handle is freed, and the descriptor closed, in the close callback.

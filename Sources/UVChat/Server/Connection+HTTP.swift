@@ -11,7 +11,7 @@ extension Connection {
                 offset += skip
                 continue
             }
-            if outstandingBytes > HTTPState.pipelineHighWater {
+            if outstandingBytes > HTTPState.pipelineHighWater || http.isStreaming {
                 // The client is not reading its answers: keep the rest of its requests for later.
                 http.stash.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[offset...]))
                 pauseReading()
@@ -20,7 +20,11 @@ extension Connection {
             let rest = UnsafeRawBufferPointer(rebasing: input[offset...])
             switch http.parser.parse(rest) {
             case .needMore:
-                http.headInProgress = true
+                if !http.headInProgress {
+                    // A head has begun: it must be whole within the head timeout, whatever the keep-alive left.
+                    http.headInProgress = true
+                    http.deadline = min(http.deadline, now + server.handshakeTimeoutMillis)
+                }
                 return
             case .error(let status):
                 server.metrics.httpErrors &+= 1
@@ -42,10 +46,11 @@ extension Connection {
     }
 
     func sendHTTPError(_ status: HTTPStatus, isHead: Bool, extraHeaders: [(String, String)] = []) {
-        var out: [UInt8] = []
+        guard !isClosed else { return }
+        prepareOutput()
         HTTPResponseWriter.writeError(status, extraHeaders: extraHeaders, includeBody: !isHead, date: server.clock.date,
-                                      into: &out)
-        write(out)
+                                      into: &output)
+        markDirty()
         finish()
     }
 
@@ -96,24 +101,61 @@ extension Connection {
                                                 ifModifiedSince: ifModifiedSince)
         if answer.status == 404 { server.metrics.httpNotFound &+= 1 }
         let status: HTTPStatus = answer.status == 200 ? .ok : (answer.status == 304 ? .notModified : .notFound)
+        if !isHead && answer.body.count > HTTPState.streamChunkBytes {
+            stream(status, headers: answer.headers + SecurityHeaders.all, body: answer.body, keepAlive: keepAlive)
+            return
+        }
         answer.body.withUnsafeBytes { body in
             respond(status, headers: answer.headers + SecurityHeaders.all, body: body, isHead: isHead, keepAlive: keepAlive)
         }
     }
 
+    /// Head and body go straight into the output, so a body is copied once (a large file is not built into a
+    /// response first and then copied again).
     private func respond(_ status: HTTPStatus, headers: [(String, String)], body: UnsafeRawBufferPointer, isHead: Bool,
                          keepAlive: Bool) {
-        var out: [UInt8] = []
-        out.reserveCapacity(256 + (isHead ? 0 : body.count))
+        guard !isClosed else { return }
+        prepareOutput()
         HTTPResponseWriter.writeHead(status: status, headers: headers, bodyLength: body.count, keepAlive: keepAlive,
-                                     date: server.clock.date, into: &out)
-        if !isHead && status != .notModified { out.append(contentsOf: body) }
-        write(out)
+                                     date: server.clock.date, into: &output)
+        if !isHead && status != .notModified { output.append(contentsOf: body) }
+        markDirty()
         if keepAlive {
             http?.deadline = now + server.keepAliveTimeoutMillis
         } else {
             finish()
         }
+    }
+
+    /// A large body is not copied into the output whole: it is written a chunk at a time from the file's own bytes
+    /// as the socket drains, with reading paused (pipelined requests wait) until it is out. So one connection holds
+    /// at most a chunk of it, however big the file and however slow the reader.
+    private func stream(_ status: HTTPStatus, headers: [(String, String)], body: [UInt8], keepAlive: Bool) {
+        guard let http, !isClosed else { return }
+        prepareOutput()
+        HTTPResponseWriter.writeHead(status: status, headers: headers, bodyLength: body.count, keepAlive: keepAlive,
+                                     date: server.clock.date, into: &output)
+        markDirty()
+        http.streamBody = body
+        http.streamOffset = 0
+        http.closeAfterStream = !keepAlive
+        pauseReading()
+        _ = continueStream(http)
+    }
+
+    /// Appends the next chunk; true when the body is all queued (then the connection finishes if it was to end).
+    func continueStream(_ http: HTTPState) -> Bool {
+        let end = min(http.streamOffset + HTTPState.streamChunkBytes, http.streamBody.count)
+        http.streamBody.withUnsafeBytes { output.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[http.streamOffset..<end])) }
+        markDirty()
+        // Progress: the keep-alive deadline counts from the last chunk, not from the request.
+        http.deadline = now + server.keepAliveTimeoutMillis
+        http.streamOffset = end
+        guard end == http.streamBody.count else { return false }
+        http.streamBody = []
+        http.streamOffset = 0
+        if http.closeAfterStream { finish() }
+        return true
     }
 
     private func upgrade(_ head: HTTPRequestHead, to endpoint: WebSocketEndpoint) {
@@ -143,10 +185,10 @@ extension Connection {
             sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", String(retryAfter))])
             return
         }
-        var out: [UInt8] = []
-        WebSocketHandshake.writeSwitchingProtocols(accept: accept, into: &out)
-        write(out)
-        http = nil
+        prepareOutput()
+        WebSocketHandshake.writeSwitchingProtocols(accept: accept, into: &output)
+        markDirty()
+        endHTTP()
         switch endpoint {
         case .chat:
             session = WebSocketSession(maxMessageBytes: server.config.maxMessageBytes, now: now)

@@ -25,7 +25,7 @@ extension Connection {
             case .sendPong(let payload):
                 sendFrame(.pong, payload)
             case .closeReceived(let received, let reply):
-                server.metrics.closeReceived[received ?? WebSocketCloseCode.noStatus.rawValue, default: 0] &+= 1
+                server.metrics.countCloseReceived(received ?? WebSocketCloseCode.noStatus.rawValue)
                 leaveChat()
                 writeClose(reply)
                 finish()
@@ -64,7 +64,7 @@ extension Connection {
         guard !isClosed else { return }
         prepareOutput()
         if let code {
-            server.metrics.closeSent[code.rawValue, default: 0] &+= 1
+            server.metrics.countCloseSent(code.rawValue)
             WebSocketFrameEncoder.appendClose(code: code, into: &output)
         } else {
             WebSocketFrameEncoder.appendFrame(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &output)

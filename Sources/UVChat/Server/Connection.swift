@@ -11,6 +11,13 @@ final class HTTPState {
     var discardBody = 0
     /// Unparsed input kept while reading is paused for backpressure.
     var stash: [UInt8] = []
+    /// A large body being written a chunk at a time as the socket drains: the file's own bytes (shared, not
+    /// copied), the next offset, and whether the connection ends after it.
+    var streamBody: [UInt8] = []
+    var streamOffset = 0
+    var closeAfterStream = false
+
+    var isStreaming: Bool { !streamBody.isEmpty }
 
     init(limits: HTTPLimits, deadline: UInt64) {
         parser = HTTPRequestParser(limits: limits)
@@ -41,10 +48,16 @@ final class Connection: Socket {
     var session: WebSocketSession? = nil
     let id: PeerID
 
-    /// Kept in the socket's flag word rather than a field of its own.
+    /// Kept in the socket's flag word rather than a field of its own (two bits).
     var phase: Phase {
-        get { Phase(rawValue: ownerBits).unsafelyUnwrapped }
-        set { ownerBits = newValue.rawValue }
+        get { Phase(rawValue: ownerBits & 3).unsafelyUnwrapped }
+        set { ownerBits = ownerBits & ~3 | newValue.rawValue }
+    }
+
+    /// Counted in the server's open HTTP connections of its address (the per-address cap before the upgrade).
+    var countedAsHTTP: Bool {
+        get { ownerBits & 4 != 0 }
+        set { ownerBits = newValue ? ownerBits | 4 : ownerBits & ~4 }
     }
 
     init(server: Server, id: PeerID, fd: Int32, address: ClientAddress, http: HTTPState) {
@@ -79,25 +92,39 @@ final class Connection: Socket {
 
     /// Past this much unwritten output, reading stops until it drains: the client is not reading its answers.
     private var readPauseThreshold: Int {
-        phase == .echo ? 4 * 1024 * 1024 : HTTPState.pipelineHighWater
+        switch phase {
+        case .echo: 4 * 1024 * 1024
+        case .http: HTTPState.pipelineHighWater
+        case .chat, .closing: 256 * 1024
+        }
     }
 
     /// EOF or a read error: the peer is gone (a partner counts as gone from the moment its TCP close is seen).
     override func peerFinished(_ error: UVError) {
-        guard error == .eof, outstandingBytes > 0, phase != .closing || !isShutdown else {
+        guard error == .eof, outstandingBytes > 0 || http?.isStreaming == true, phase != .closing || !isShutdown else {
             close()
             return
         }
+        if let http, http.isStreaming {
+            // The rest of the body goes out first; then the connection ends.
+            http.closeAfterStream = true
+            _ = stopReadingAtPeerEOF()
+            return
+        }
         // A half-close: the peer will read our answers before it goes, so write them first.
-        http = nil
+        endHTTP()
         guard finishAfterPeerEOF() else { return }
         if phase != .closing { leaveChat() }
         phase = .closing
         if closeDeadline == 0 { closeDeadline = now + server.closeTimeoutMillis }
     }
 
-    /// Output drained while reading was paused: read again, starting with what was held back.
+    /// Output drained while reading was paused: the next chunk of a body being streamed, or read again, starting
+    /// with what was held back.
     override func outputDrained() {
+        if let http, http.isStreaming {
+            guard continueStream(http), !isClosed, phase == .http, !peerEOF else { return }
+        }
         resumeReading()
         if let http, !http.stash.isEmpty, !isClosed {
             var saved = http.stash
@@ -109,7 +136,13 @@ final class Connection: Socket {
     override func willClose() {
         leaveChat()
         phase = .closing
-        http = nil
+        endHTTP()
+    }
+
+    /// Bytes of a closing connection moved: the linger deadline counts from the last progress, so a download ends
+    /// however long it takes while it moves, and one that stalls ends a close timeout after it stalled.
+    override func finishingProgressed() {
+        closeDeadline = now + server.closeTimeoutMillis
     }
 
     override func didClose() {
@@ -152,9 +185,19 @@ final class Connection: Socket {
         guard !isClosed else { return }
         if phase != .closing { leaveChat() }
         phase = .closing
-        http = nil   // nothing more is parsed; the lingering connection keeps no request buffer
+        endHTTP()   // nothing more is parsed; the lingering connection keeps no request buffer
         if closeDeadline == 0 { closeDeadline = now + server.closeTimeoutMillis }
         finishAfterFlush()
+    }
+
+    /// The HTTP part is over (upgrade, error, close): its state goes, and the connection stops counting against
+    /// its address's HTTP cap.
+    func endHTTP() {
+        http = nil
+        if countedAsHTTP {
+            countedAsHTTP = false
+            server.httpConnectionEnded(address)
+        }
     }
 
     /// Out of the chat, once, whichever way the connection ends (the service ignores a peer that is not in it).
@@ -164,8 +207,11 @@ final class Connection: Socket {
 }
 
 extension HTTPState {
-    /// Answers queued for a client that does not read them, before its further requests are held back.
-    static let pipelineHighWater = 256 * 1024
+    /// Answers queued for a client that does not read them, before its further requests are held back (then at
+    /// most one read's worth of requests waits in the stash).
+    static let pipelineHighWater = 64 * 1024
+    /// Bodies above this are streamed (`Connection.stream`), this much at a time.
+    static let streamChunkBytes = 64 * 1024
 }
 
 @available(*, unavailable)

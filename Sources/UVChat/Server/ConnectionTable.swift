@@ -53,10 +53,18 @@ struct ConnectionOutbox: ChatOutbox {
     unowned(unsafe) let connections: ConnectionTable
 
     @inline(__always)
-    func send(_ frame: [UInt8], to peer: PeerID) { connections.with(peer) { $0.sendPrebuilt(frame) } }
+    func send(_ frame: [UInt8], to peer: PeerID) -> Int {
+        connections.with(peer) { conn in
+            conn.sendPrebuilt(frame)
+            return conn.outstandingBytes
+        }
+    }
 
-    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) {
-        connections.with(peer) { $0.sendFrame(.text, payload) }
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
+        connections.with(peer) { conn in
+            conn.sendFrame(.text, payload)
+            return conn.outstandingBytes
+        }
     }
 
     @inline(__always)

@@ -43,10 +43,12 @@ enum MetricsText {
         counter("uvchat_slow_consumer_closes_total", "Receivers closed for falling behind the outgoing cap.", chat.slowConsumerCloses)
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
-        metric("uvchat_close_codes_sent_total", "counter", "Close frames sent, by code.",
-               m.closeSent.sorted { $0.key < $1.key }.map { ("code=\"\($0.key)\"", String($0.value)) })
-        metric("uvchat_close_codes_received_total", "counter", "Close frames received, by code.",
-               m.closeReceived.sorted { $0.key < $1.key }.map { ("code=\"\($0.key)\"", String($0.value)) })
+        metric("uvchat_close_codes_sent_total", "counter",
+               "Close frames sent, by code; the application range 3000-4999 is one label.",
+               m.closeSent.samples.map { ("code=\"\($0.label)\"", String($0.value)) })
+        metric("uvchat_close_codes_received_total", "counter",
+               "Close frames received, by code; the application range 3000-4999 is one label.",
+               m.closeReceived.samples.map { ("code=\"\($0.label)\"", String($0.value)) })
 
         out += "# HELP uvchat_loop_lag_seconds How late a periodic loop timer fired.\n# TYPE uvchat_loop_lag_seconds histogram\n"
         var cumulative: UInt64 = 0
@@ -65,7 +67,9 @@ enum MetricsText {
         return out
     }
 
-    /// RSS from /proc/self/statm and the number of entries in /proc/self/fd (small reads of procfs, which do not block).
+    /// RSS from /proc/self/statm, and the number of open descriptors as the size `stat` gives /proc/self/fd
+    /// (Linux 6.2 and later count the open descriptors there, without listing them). Older kernels report 0, and
+    /// the directory is listed instead; `MetricsCache` keeps that to once per second however often /metrics is asked.
     static func processStats() -> (Int, Int) {
         var rss = 0
         let fd = open("/proc/self/statm", O_RDONLY)
@@ -80,6 +84,8 @@ enum MetricsText {
                 }
             }
         }
+        var info = stat()
+        if stat("/proc/self/fd", &info) == 0 && info.st_size > 0 { return (rss, Int(info.st_size)) }
         var fds = 0
         if let dir = opendir("/proc/self/fd") {
             while readdir(dir) != nil { fds += 1 }

@@ -14,6 +14,7 @@ public final class Server {
     let connections = ConnectionTable()
     var chat: Chat
     var metrics = Metrics()
+    var metricsCache = MetricsCache()
     let routes: HTTPRoutes
     var staticFiles: StaticFiles
     var prebuilt: PrebuiltResponses
@@ -29,6 +30,9 @@ public final class Server {
     let trustedProxies: Set<ClientAddress>
     private let httpLimits: HTTPLimits
 
+    /// Open connections before the upgrade, by `perAddressKey` (trusted proxies are not counted): a key goes when
+    /// its count does, so the table is bounded by the open connections.
+    private var httpConnections: [ClientAddress: Int] = [:]
     private var timers: [LoopTimer] = []
     private var matchTimer: LoopTimer?
     private var matchTimerDue: UInt64 = .max
@@ -88,7 +92,7 @@ public final class Server {
         timers.append(try loop.repeatingTimer(every: sweepEvery) { [unowned self] in sweep() })
         timers.append(try loop.repeatingTimer(every: config.onlineInterval.loopMillis) { [unowned self] in
             notifier.notify(statusLine())
-            chat.broadcastOnline()
+            chat.broadcastOnline(now: loop.nowMillis)
         })
         if let ms = notifier.watchdogIntervalMillis {
             timers.append(try loop.repeatingTimer(every: ms) { [unowned self] in notifier.notify("WATCHDOG=1") })
@@ -144,12 +148,29 @@ public final class Server {
         }
         connections.insert(conn)
         loop.io.accepted &+= 1
+        guard config.rateLimitsEnabled, !trustedProxies.contains(address) else { return }
+        let key = address.perAddressKey
+        let open = httpConnections[key, default: 0]
+        if open >= config.maxHTTPConnectionsPerAddress {
+            // One address holding this many unfinished connections is not a person: a clear answer, then FIN.
+            metrics.capacityRejected &+= 1
+            conn.sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", "10")])
+            return
+        }
+        httpConnections[key] = open + 1
+        conn.countedAsHTTP = true
+    }
+
+    func httpConnectionEnded(_ address: ClientAddress) {
+        let key = address.perAddressKey
+        guard let open = httpConnections[key] else { return }
+        httpConnections[key] = open > 1 ? open - 1 : nil
     }
 
     private func listenerEvent(_ event: Listener.Event) {
         switch event {
         case .pollFailed(let error):
-            logger.log(.warn, "accept failed", ["error": error.description])
+            logger.log(.warn, "listener failed; accepting again in a moment", ["error": error.description])
         case .acceptFailed(let error):
             logger.log(.warn, "accept failed; accepting again in a moment", ["error": error.description])
         case .outOfDescriptors:
@@ -274,7 +295,10 @@ public final class Server {
 
     // MARK: - Metrics
 
+    /// The `/metrics` text, rendered at most once per `MetricsCache.lifetimeMillis`: values may be up to that old.
     func metricsText() -> String {
+        let now = loop.nowMillis
+        if let cached = metricsCache.text(at: now) { return cached }
         var queued = 0, paired = 0, http = 0, closing = 0, idle = 0
         connections.forEach { c in
             switch c.phase {
@@ -289,10 +313,12 @@ public final class Server {
             case .closing: closing += 1
             }
         }
-        return MetricsText.render(metrics, io: loop.io, chat: chat.counters,
-                                  states: [("http", http), ("queued", queued), ("paired", paired), ("idle", idle),
-                                           ("closing", closing)],
-                                  draining: isDraining)
+        let text = MetricsText.render(metrics, io: loop.io, chat: chat.counters,
+                                      states: [("http", http), ("queued", queued), ("paired", paired), ("idle", idle),
+                                               ("closing", closing)],
+                                      draining: isDraining)
+        metricsCache.store(text, at: now)
+        return text
     }
 }
 

@@ -15,8 +15,8 @@ public struct ServerConfiguration: Sendable {
 
     // WebSocket
     public var maxMessageBytes = 16 * 1024       // /ws, after reassembly
-    public var echoMaxMessageBytes = 16 * 1024 * 1024
-    public var outgoingCap = 1024 * 1024         // per connection, bytes queued but not yet written
+    public var echoMaxMessageBytes = 16 * 1024 * 1024   // at most 1 GiB
+    public var outgoingCap = 1024 * 1024         // per connection, bytes queued but not yet written (at most 1 GiB)
     public var pingInterval: Duration = .seconds(30)         // closed 1008 after two unanswered intervals
     public var closeTimeout: Duration = .seconds(5)          // to wait for the peer's close frame / FIN
 
@@ -24,6 +24,10 @@ public struct ServerConfiguration: Sendable {
     public var maxTextScalars = 2000
     public var ratePerSecond = 10.0
     public var rateBurst = 20.0
+    public var typingRatePerSecond = 5.0
+    public var typingBurst = 20.0
+    public var nextRatePerSecond = 0.5          // `next` and `stop` together
+    public var nextBurst = 10.0
     public var onlineInterval: Duration = .seconds(10)       // between `online` updates (only when changed)
     public var interestTimeout: Duration = .seconds(5)       // before an interest wait falls back to random
 
@@ -31,8 +35,9 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections = 10_000
     public var maxConnectionsPerAddress = 16
     public var newConnectionsPerMinutePerAddress = 120
-    public var addressRatePerSecond = 30.0      // chat messages per second shared by all of one address's sockets
+    public var addressRatePerSecond = 0.0       // chat messages per second shared by one address's sockets; 0: none
     public var addressRateBurst = 60.0
+    public var maxHTTPConnectionsPerAddress = 64   // open connections before the upgrade, per address (not proxies)
     public var rateLimitsEnabled = true
     public var allowedOrigins: [String] = []     // empty: any Origin
     public var trustedProxies: [ClientAddress] = []   // peers whose X-Forwarded-For is believed
@@ -44,12 +49,20 @@ public struct ServerConfiguration: Sendable {
 
     public init() {}
 
+    /// Output kept for one connection stays far below 4 GiB (the socket's 32-bit write counters): every cap that
+    /// bounds it is at most this.
+    public static let maxBufferLimit = 1 << 30
+
     var chatSettings: ChatSettings {
         var s = ChatSettings()
         s.maxTextScalars = maxTextScalars
         s.outgoingCap = outgoingCap
         s.ratePerSecond = ratePerSecond
         s.rateBurst = rateBurst
+        s.typingRatePerSecond = typingRatePerSecond
+        s.typingBurst = typingBurst
+        s.nextRatePerSecond = nextRatePerSecond
+        s.nextBurst = nextBurst
         s.maxConnections = maxConnections
         s.maxConnectionsPerAddress = maxConnectionsPerAddress
         s.newConnectionsPerMinutePerAddress = newConnectionsPerMinutePerAddress

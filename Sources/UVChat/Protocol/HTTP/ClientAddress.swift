@@ -39,6 +39,12 @@ public struct ClientAddress: Hashable, Sendable {
 
     var isIPv4Mapped: Bool { high == 0 && (low >> 32) == 0xffff }
 
+    /// What the per-address limits count by: the IPv4 address, or the IPv6 /64 (one IPv6 host is usually given a
+    /// whole /64, so counting by /128 would give it 2^64 addresses).
+    public var perAddressKey: ClientAddress {
+        isIPv4Mapped ? self : ClientAddress(high: high, low: 0)
+    }
+
     var description: String {
         if isIPv4Mapped {
             let v = UInt32(truncatingIfNeeded: low)

@@ -8,6 +8,8 @@ enum WebSocketHandshake {
         }
         let bad = HandshakeRejection(status: .badRequest)
         guard head.versionMinor >= 1, head.headerValues("host").count == 1 else { return .failure(bad) }
+        // Bytes after the head are WebSocket frames; a body there would be read as frames (PROTOCOL.md, Endpoints).
+        guard head.contentLength == 0 else { return .failure(bad) }
         guard head.headerContainsToken("upgrade", "websocket"), head.headerContainsToken("connection", "upgrade") else {
             return .failure(bad)
         }
