@@ -103,14 +103,7 @@ def nginx_front():
 
 
 def https_get(port, ctx, path, source="127.0.0.1"):
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
-    s = ctx.wrap_socket(raw, server_hostname="localhost")
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-    data = b""
-    while chunk := s.recv(65536):
-        data += chunk
-    s.close()
-    return int(data.split()[1])
+    return https_head(port, ctx, path, source)[0]
 
 
 def https_head(port, ctx, path, source="127.0.0.1"):

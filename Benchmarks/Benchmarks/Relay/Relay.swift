@@ -27,10 +27,14 @@ final class Partner {
 struct BufferOutbox: ChatOutbox {
     let partner: Partner
 
-    func send(_ frame: [UInt8], to peer: PeerID) { partner.pending.append(contentsOf: frame) }
+    func send(_ frame: [UInt8], to peer: PeerID) -> Int {
+        partner.pending.append(contentsOf: frame)
+        return partner.pending.count
+    }
 
-    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) {
+    func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
         WebSocketFrameEncoder.appendFrame(opcode: .text, payload: payload, into: &partner.pending)
+        return partner.pending.count
     }
 
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int {

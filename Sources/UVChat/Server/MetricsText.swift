@@ -34,7 +34,7 @@ enum MetricsText {
         counter("uvchat_handshake_rejected_total", "WebSocket upgrades refused.", m.handshakeRejected)
         counter("uvchat_handshake_timeouts_total", "Connections closed for not finishing a request head in time.", m.handshakeTimeouts)
         counter("uvchat_origin_rejected_total", "Upgrades refused by the Origin allow-list.", m.originRejected)
-        counter("uvchat_capacity_rejected_total", "Upgrades refused by a connection cap.", m.capacityRejected)
+        counter("uvchat_capacity_rejected_total", "Connections refused by a connection cap (upgrades, and HTTP connections over the per-address cap).", m.capacityRejected)
         counter("uvchat_pairs_total", "Pairs made.", chat.pairsMade)
         counter("uvchat_messages_relayed_total", "Chat messages relayed to a partner.", chat.messagesRelayed)
         metric("uvchat_messages_refused_total", "counter", "Chat commands refused, by error code.",
@@ -97,5 +97,5 @@ enum MetricsText {
 }
 
 public enum BuildInfo {
-    public static let version = "0.2.0"
+    public static let version = "0.3.0"
 }
