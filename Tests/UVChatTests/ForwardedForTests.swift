@@ -63,6 +63,15 @@ private func address(_ text: String) throws -> ClientAddress {
         }
     }
 
+    @Test func repeatedFieldLinesAreOneListAndTheLastEntryCounts() {
+        // A proxy that adds its own line leaves the client's (forgeable) line first.
+        let lines = ["6.6.6.6", "203.0.113.9"]
+        #expect(ForwardedFor.clientAddress(peer: proxy, fieldLines: lines, trustedProxies: [proxy])
+                == ClientAddress(text: "203.0.113.9"))
+        #expect(ForwardedFor.clientAddress(peer: proxy, fieldLines: [], trustedProxies: [proxy]) == proxy)
+        #expect(ForwardedFor.clientAddress(peer: stranger, fieldLines: lines, trustedProxies: [proxy]) == stranger)
+    }
+
     @Test func missingHeaderKeepsThePeer() {
         #expect(client(peer: proxy, nil) == proxy)
         #expect(client(peer: stranger, nil) == stranger)

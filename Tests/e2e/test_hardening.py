@@ -296,3 +296,19 @@ def test_a_large_file_to_clients_that_do_not_read_holds_a_chunk_each(server_fact
     assert len(data) >= 3 * 4 * 1024 * 1024
     for s in socks:
         s.close()
+
+
+def test_a_forged_first_x_forwarded_for_line_does_not_count(server_factory):
+    # A proxy that adds a line of its own leaves the client's forgeable line first: the last entry of all counts.
+    srv = start(server_factory, "--trusted-proxy", "127.0.0.1", "--max-connections-per-address", "1")
+    first = RawWS(srv.port, upgrade=False)
+    first.handshake(headers=["X-Forwarded-For: 10.9.9.1", "X-Forwarded-For: 198.51.100.7"])
+    assert first.status == 101
+    second = RawWS(srv.port, upgrade=False)
+    try:
+        second.handshake(headers=["X-Forwarded-For: 10.9.9.2", "X-Forwarded-For: 198.51.100.7"])
+    except AssertionError:
+        pass
+    assert second.head.startswith("HTTP/1.1 503"), second.head
+    first.close()
+    second.close()

@@ -178,7 +178,7 @@ extension Connection {
             sendHTTPError(.forbidden, isHead: false)
             return
         }
-        address = ForwardedFor.clientAddress(peer: address, header: head.header("x-forwarded-for"),
+        address = ForwardedFor.clientAddress(peer: address, fieldLines: head.headerValues("x-forwarded-for"),
                                              trustedProxies: server.trustedProxies)
         if endpoint == .chat, let retryAfter = server.chat.admit(address: address, now: now) {
             server.metrics.capacityRejected &+= 1
