@@ -16,10 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from conftest import BINARY, WWW
+from wsclient import UPGRADE, raw_upgrade
 
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-UPGRADE = (f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
 def open_fds(pid):
@@ -60,18 +58,6 @@ def masked(opcode, payload, fin=True):
     else:
         head += bytes([0x80 | 127]) + struct.pack(">Q", n)
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def raw_upgrade(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(UPGRADE)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        assert chunk, "closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
 
 
 async def two_new_clients_pair(port):

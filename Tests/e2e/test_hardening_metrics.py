@@ -6,21 +6,8 @@ import socket
 import threading
 import time
 
-from wsclient import CLOSE, RawWS, close_payload, encode_frame, start
+from wsclient import CLOSE, RawWS, close_payload, encode_frame, raw_upgrade, start
 from ops_helpers import http_get
-
-
-def upgrade(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        assert chunk, "closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s
 
 
 def read_to_eof(s):
@@ -34,7 +21,7 @@ def test_application_close_codes_are_one_label(server_factory):
     server = start(server_factory, "--no-rate-limits")
     codes = range(3000, 3500)
     for batch in range(0, len(codes), 50):
-        socks = [upgrade(server.port) for _ in codes[batch:batch + 50]]
+        socks = [raw_upgrade(server.port) for _ in codes[batch:batch + 50]]
         for s, code in zip(socks, codes[batch:batch + 50]):
             s.sendall(encode_frame(CLOSE, close_payload(code)))
         for s in socks:

@@ -455,3 +455,24 @@ def http_exchange(port, request, head_only=False):
 def get(path, method="GET", headers=(), version="HTTP/1.1"):
     lines = [f"{method} {path} {version}", f"Host: {HOST}"] + list(headers)
     return "\r\n".join(lines) + "\r\n\r\n"
+
+
+# ---------------------------------------------------------------------------
+# a bare upgraded socket
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+UPGRADE = (f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+def raw_upgrade(port):
+    """A plain socket upgraded on /ws; the head is read a byte at a time, so no frame after it is taken."""
+    s = socket.create_connection((HOST, port), timeout=5)
+    s.sendall(UPGRADE)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, "closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
