@@ -47,6 +47,8 @@ struct UVChatD: ParsableCommand {
     var pingInterval = defaults.pingInterval.flagSeconds
     @Option(help: "Seconds to wait for the peer's close frame.")
     var closeTimeout = defaults.closeTimeout.flagSeconds
+    @Option(help: "Seconds of silence before a paired version 2 client is pinged; away after two intervals.")
+    var pairedPingInterval = defaults.pairedPingInterval.flagSeconds
 
     @Option(help: "Longest chat message in Unicode scalars.")
     var maxTextScalars = defaults.maxTextScalars
@@ -58,6 +60,8 @@ struct UVChatD: ParsableCommand {
     var onlineInterval = defaults.onlineInterval.flagSeconds
     @Option(help: "Seconds to wait for a common interest before a random match.")
     var interestTimeout = defaults.interestTimeout.flagSeconds
+    @Option(help: "Version 2: seconds a dropped client's chat is held for its resume (0: no resume).")
+    var resumeGrace = defaults.resumeGraceSeconds
 
     @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
@@ -111,6 +115,7 @@ struct UVChatD: ParsableCommand {
         }
         for (name, v) in [("--handshake-timeout", handshakeTimeout), ("--keep-alive-timeout", keepAliveTimeout),
                           ("--ping-interval", pingInterval), ("--close-timeout", closeTimeout),
+                          ("--paired-ping-interval", pairedPingInterval),
                           ("--rate-per-second", ratePerSecond), ("--rate-burst", rateBurst),
                           ("--typing-rate-per-second", typingRatePerSecond), ("--typing-burst", typingBurst),
                           ("--next-rate-per-second", nextRatePerSecond), ("--next-burst", nextBurst),
@@ -118,6 +123,7 @@ struct UVChatD: ParsableCommand {
                           ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
             throw ValidationError("\(name) must be positive")
         }
+        guard (0...3600).contains(resumeGrace) else { throw ValidationError("--resume-grace must be 0 to 3600") }
         guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
         guard addressRatePerSecond >= 0 else { throw ValidationError("--address-rate-per-second must not be negative") }
         for (name, v) in [("--outgoing-cap", outgoingCap), ("--echo-max-message-bytes", echoMaxMessageBytes),
@@ -142,11 +148,13 @@ struct UVChatD: ParsableCommand {
         c.outgoingCap = outgoingCap
         c.pingInterval = .seconds(fromFlag: pingInterval)
         c.closeTimeout = .seconds(fromFlag: closeTimeout)
+        c.pairedPingInterval = .seconds(fromFlag: pairedPingInterval)
         c.maxTextScalars = maxTextScalars
         c.ratePerSecond = ratePerSecond
         c.rateBurst = rateBurst
         c.onlineInterval = .seconds(fromFlag: onlineInterval)
         c.interestTimeout = .seconds(fromFlag: interestTimeout)
+        c.resumeGraceSeconds = resumeGrace
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute

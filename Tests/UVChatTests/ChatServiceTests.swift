@@ -30,6 +30,17 @@ private final class RecordingOutbox: ChatOutbox {
         return outstanding[peer.rawValue, default: 0]
     }
 
+    func relay(escapedText: UnsafeRawBufferPointer, seq: UInt64, to peer: PeerID) -> Int {
+        var frame: [UInt8] = []
+        ChatEventEncoder.messageFrame(escapedText: escapedText, seq: seq, into: &frame)
+        record(frame, peer)
+        outstanding[peer.rawValue, default: 0] += frame.count
+        return outstanding[peer.rawValue, default: 0]
+    }
+
+    var released: [UInt32] = []
+    func release(_ peer: PeerID) { released.append(peer.rawValue) }
+
     func close(_ peer: PeerID, _ reason: ChatCloseReason) { closed.append((peer.rawValue, reason)) }
 
     private func record(_ frame: [UInt8], _ peer: PeerID) {

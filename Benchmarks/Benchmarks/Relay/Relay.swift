@@ -42,6 +42,13 @@ struct BufferOutbox: ChatOutbox {
         return partner.pending.count
     }
 
+    func relay(escapedText: UnsafeRawBufferPointer, seq: UInt64, to peer: PeerID) -> Int {
+        ChatEventEncoder.messageFrame(escapedText: escapedText, seq: seq, into: &partner.pending)
+        return partner.pending.count
+    }
+
+    func release(_ peer: PeerID) {}
+
     func close(_ peer: PeerID, _ reason: ChatCloseReason) { fatalError("the partner reads everything") }
 }
 

@@ -1,32 +1,59 @@
-/// Strict RFC 8259 decoding of one command object (PROTOCOL.md, "Client to server").
+/// Strict RFC 8259 decoding of one command object (PROTOCOL.md, "Client to server", and Part B for version 2).
 ///
 /// It scans the bytes in place and allocates nothing: it runs once per chat message, and the text it accepts is
 /// relayed as the very bytes it checked. The input is one whole text message that the WebSocket layer has already
-/// validated as UTF-8, so raw multi-byte sequences need no second check here.
+/// validated as UTF-8, so raw multi-byte sequences need no second check here. Only a version 2 `start` allocates:
+/// its interests become Strings (docs/protocol-v2.md).
 ///
 /// Choices the protocol leaves open: a lone surrogate escape is refused in every string, not only in `text` (such a
-/// string has no Unicode meaning, RFC 7493 2.1); command names are compared after unescaping, like keys.
+/// string has no Unicode meaning, RFC 7493 2.1); command names are compared after unescaping, like keys. Version 2's
+/// integers (`id`, `seq`) are JSON numbers written as plain digits: no sign, fraction or exponent, so `1.0` and `1e0`
+/// are refused although they mean 1 (a client that writes them is not counting messages).
 public enum ChatCommandDecoder {
     /// Containers nested deeper than this are refused; the command object itself is level 1.
     static let maxDepth = 32
 
-    public static func decode(_ input: UnsafeRawBufferPointer, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
+    /// The largest `id` or `seq`: 2^53 - 1, the largest integer a JavaScript client counts exactly.
+    static let maxInteger: UInt64 = 1 << 53 - 1
+
+    /// A `start`'s `interests` array: only its first 64 elements are unescaped and weighed as tags (the rest are
+    /// still checked to be strings), so a hostile array costs at most 64 small Strings.
+    static let maxInterestElements = 64
+
+    /// Version 1 is exactly the protocol of Part A: the version 2 command types are unknown (`bad_request`) and a
+    /// `message`'s `id` is an unknown field, ignored.
+    public static func decode(_ input: UnsafeRawBufferPointer, maxScalars: Int,
+                              version: ProtocolVersion = .v1) -> Result<ChatCommand, ChatErrorCode> {
         var scanner = Scanner(input)
-        if let result = scanner.fastMessage(maxScalars: maxScalars) { return result }
+        if let result = scanner.fastMessage(maxScalars: maxScalars, version: version) { return result }
         scanner.position = 0
-        return scanner.command(maxScalars: maxScalars)
+        return scanner.command(maxScalars: maxScalars, version: version)
+    }
+
+    /// The general path alone, for the tests and the fuzzer: every fast path must give the verdict this gives.
+    static func decodeWithoutFastPath(_ input: UnsafeRawBufferPointer, maxScalars: Int,
+                                      version: ProtocolVersion = .v1) -> Result<ChatCommand, ChatErrorCode> {
+        var scanner = Scanner(input)
+        return scanner.command(maxScalars: maxScalars, version: version)
     }
 
     /// What the common message looks like byte for byte (browsers send JSON.stringify output, keys in this order).
     fileprivate static let messagePrefix: StaticString = #"{"type":"message","text":""#
+    /// What follows the text in the version 2 page's message, before the digits of its id and the closing brace.
+    fileprivate static let idInfix: StaticString = #","id":"#
 }
 
-private enum CommandKind { case message, typing, next, stop, unknown }
+private enum CommandKind { case message, typing, next, stop, start, ack, resume, ping, unknown }
 
 /// The last value seen for each field the decoder reads (duplicate keys: the last one wins).
 private enum TypeField { case missing, notString, kind(CommandKind) }
 private enum TextField { case missing, notString, string(Range<Int>, scalars: Int) }
-private enum ActiveField { case missing, notBoolean, value(Bool) }
+private enum BooleanField { case missing, notBoolean, value(Bool) }
+/// `id` and `seq`: `invalid` is any other JSON value, a number with a sign, fraction or exponent, or one above 2^53 - 1.
+private enum IntegerField { case missing, invalid, value(UInt64) }
+private enum TokenField { case missing, notString, string(Range<Int>) }
+/// `interests`: `strings` holds where the array's `[` is; its elements are only unescaped once the type is known.
+private enum InterestsField { case missing, invalid, strings(at: Int) }
 
 /// A scanned string literal.
 private struct StringToken {
@@ -64,22 +91,45 @@ private struct Scanner {
     // MARK: - The command object
 
     /// `{"type":"message","text":"..."}` exactly, with nothing around it: no key lookups, one pass over the text.
-    /// nil sends anything else (or anything wrong) to the general path, which gives the verdict.
-    mutating func fastMessage(maxScalars: Int) -> Result<ChatCommand, ChatErrorCode>? {
+    /// On version 2 also `{"type":"message","text":"...","id":N}` exactly, the page's message. nil sends anything else
+    /// (or anything wrong) to the general path, which gives the verdict.
+    mutating func fastMessage(maxScalars: Int, version: ProtocolVersion) -> Result<ChatCommand, ChatErrorCode>? {
         let prefix = ChatCommandDecoder.messagePrefix
         let k = prefix.utf8CodeUnitCount
         guard count >= k + 2 else { return nil }
         let bytes = prefix.utf8Start
         for j in 0..<k where p[j] != bytes[j] { return nil }
         position = k - 1
-        guard let text = string(), position + 1 == count, p[position] == Byte.closeBrace else { return nil }
-        return Scanner.message(.string(text.contents, scalars: text.scalars), maxScalars: maxScalars)
+        guard let text = string() else { return nil }
+        if position + 1 == count && p[position] == Byte.closeBrace {
+            return Scanner.message(.string(text.contents, scalars: text.scalars), id: .missing, maxScalars: maxScalars)
+        }
+        // Only after the version 1 shape has failed, so the common message pays nothing for this.
+        guard version == .v2, let id = fastID() else { return nil }
+        return Scanner.message(.string(text.contents, scalars: text.scalars), id: .value(id), maxScalars: maxScalars)
     }
 
-    mutating func command(maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
+    /// `,"id":N}` up to the end of the input, N written as plain digits without a leading zero; nil otherwise (a zero,
+    /// an id out of range or anything unusual is left to the general path).
+    private mutating func fastID() -> UInt64? {
+        guard takeLiteral(ChatCommandDecoder.idInfix), position < count, p[position] != Byte.zero else { return nil }
+        let start = position
+        skipDigits()
+        guard position + 1 == count, p[position] == Byte.closeBrace else { return nil }
+        return integer(in: start..<position)
+    }
+
+    mutating func command(maxScalars: Int, version: ProtocolVersion) -> Result<ChatCommand, ChatErrorCode> {
         var type = TypeField.missing
         var text = TextField.missing
-        var active = ActiveField.missing
+        var active = BooleanField.missing
+        // Version 2 fields; on version 1 their keys are unknown and never compared.
+        let v2 = version == .v2
+        var id = IntegerField.missing
+        var seq = IntegerField.missing
+        var token = TokenField.missing
+        var interests = InterestsField.missing
+        var images = BooleanField.missing
         skipSpace()
         guard take(Byte.openBrace) else { return .failure(.badRequest) }
         skipSpace()
@@ -93,7 +143,7 @@ private struct Scanner {
                 if equals(key, "type") {
                     if peek == Byte.quote {
                         guard let value = string() else { return .failure(.badRequest) }
-                        type = .kind(kind(of: value))
+                        type = .kind(kind(of: value, version: version))
                     } else {
                         guard skipValue(depth: 1) else { return .failure(.badRequest) }
                         type = .notString
@@ -107,14 +157,28 @@ private struct Scanner {
                         text = .notString
                     }
                 } else if equals(key, "active") {
-                    if takeLiteral("true") {
-                        active = .value(true)
-                    } else if takeLiteral("false") {
-                        active = .value(false)
+                    guard let value = booleanField() else { return .failure(.badRequest) }
+                    active = value
+                } else if v2 && equals(key, "id") {
+                    guard let value = integerField() else { return .failure(.badRequest) }
+                    id = value
+                } else if v2 && equals(key, "seq") {
+                    guard let value = integerField() else { return .failure(.badRequest) }
+                    seq = value
+                } else if v2 && equals(key, "token") {
+                    if peek == Byte.quote {
+                        guard let value = string() else { return .failure(.badRequest) }
+                        token = .string(value.contents)
                     } else {
                         guard skipValue(depth: 1) else { return .failure(.badRequest) }
-                        active = .notBoolean
+                        token = .notString
                     }
+                } else if v2 && equals(key, "interests") {
+                    guard let value = interestsField() else { return .failure(.badRequest) }
+                    interests = value
+                } else if v2 && equals(key, "images") {
+                    guard let value = booleanField() else { return .failure(.badRequest) }
+                    images = value
                 } else {
                     guard skipValue(depth: 1) else { return .failure(.badRequest) }
                 }
@@ -130,7 +194,7 @@ private struct Scanner {
         guard case .kind(let kind) = type else { return .failure(.badRequest) }
         switch kind {
         case .message:
-            return Scanner.message(text, maxScalars: maxScalars)
+            return Scanner.message(text, id: id, maxScalars: maxScalars)
         case .typing:
             guard case .value(let on) = active else { return .failure(.badRequest) }
             return .success(.typing(on))
@@ -138,23 +202,160 @@ private struct Scanner {
             return .success(.next)
         case .stop:
             return .success(.stop)
+        case .start:
+            let accepts: Bool
+            switch images {
+            case .missing: accepts = false
+            case .notBoolean: return .failure(.badRequest)
+            case .value(let on): accepts = on
+            }
+            switch interests {
+            case .missing:
+                return .success(.start(interests: nil, images: accepts))
+            case .invalid:
+                return .failure(.badRequest)
+            case .strings(let at):
+                // Lazily, so that unescaping stops as soon as the rules have kept their five tags.
+                let raw = ArrayStrings(scanner: self, at: at, limit: ChatCommandDecoder.maxInterestElements)
+                return .success(.start(interests: Interests.normalize(raw), images: accepts))
+            }
+        case .ack:
+            guard case .value(let n) = seq else { return .failure(.badRequest) }
+            return .success(.ack(seq: n))
+        case .resume:
+            guard case .string(let range) = token, case .value(let n) = seq else { return .failure(.badRequest) }
+            return .success(.resume(token: range, seq: n))
+        case .ping:
+            return .success(.ping)
         case .unknown:
             return .failure(.badRequest)
         }
     }
 
-    private static func message(_ text: TextField, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
+    /// Every `bad_request` reason comes before `too_long`: a message that is wrong in two ways is wrong first.
+    private static func message(_ text: TextField, id: IntegerField, maxScalars: Int) -> Result<ChatCommand, ChatErrorCode> {
         guard case .string(let range, let scalars) = text, scalars > 0 else { return .failure(.badRequest) }
+        let number: UInt64?
+        switch id {
+        case .missing: number = nil
+        case .invalid: return .failure(.badRequest)
+        case .value(let n):
+            guard n > 0 else { return .failure(.badRequest) }   // ids start at 1; `seq` may be 0
+            number = n
+        }
         guard scalars <= maxScalars else { return .failure(.tooLong) }
-        return .success(.message(text: range, scalars: scalars))
+        return .success(.message(text: range, scalars: scalars, id: number))
     }
 
-    private func kind(of value: StringToken) -> CommandKind {
+    private func kind(of value: StringToken, version: ProtocolVersion) -> CommandKind {
         if equals(value, "message") { return .message }
         if equals(value, "typing") { return .typing }
         if equals(value, "next") { return .next }
         if equals(value, "stop") { return .stop }
+        guard version == .v2 else { return .unknown }
+        if equals(value, "start") { return .start }
+        if equals(value, "ack") { return .ack }
+        if equals(value, "resume") { return .resume }
+        if equals(value, "ping") { return .ping }
         return .unknown
+    }
+
+    // MARK: - Field values
+
+    /// `true` or `false`; any other valid value is `notBoolean`. nil when the value is not valid JSON.
+    private mutating func booleanField() -> BooleanField? {
+        if takeLiteral("true") { return .value(true) }
+        if takeLiteral("false") { return .value(false) }
+        guard skipValue(depth: 1) else { return nil }
+        return .notBoolean
+    }
+
+    /// Any valid value, then a look at the bytes it took: an integer in range is digits only. nil when not valid JSON.
+    private mutating func integerField() -> IntegerField? {
+        let start = position
+        guard skipValue(depth: 1) else { return nil }
+        guard let n = integer(in: start..<position) else { return .invalid }
+        return .value(n)
+    }
+
+    /// The value of digits-only bytes when it is at most 2^53 - 1, else nil (also for any other byte, so a sign, a
+    /// fraction, an exponent or a value of another type is nil). The caller has refused leading zeros.
+    private func integer(in range: Range<Int>) -> UInt64? {
+        // 2^53 - 1 has 16 digits, and 16 digits cannot overflow a UInt64.
+        guard !range.isEmpty, range.count <= 16 else { return nil }
+        var n: UInt64 = 0
+        for k in range {
+            let b = p[k]
+            guard isDigit(b) else { return nil }
+            n = n * 10 + UInt64(b - Byte.zero)
+        }
+        return n <= ChatCommandDecoder.maxInteger ? n : nil
+    }
+
+    /// An array of strings, grammar-checked to its end; `invalid` when it is not an array or one element is not a
+    /// string. nil when the value is not valid JSON. Nothing is unescaped here: the type may not be `start`.
+    private mutating func interestsField() -> InterestsField? {
+        guard peek == Byte.openBracket else {
+            guard skipValue(depth: 1) else { return nil }
+            return .invalid
+        }
+        let at = position
+        position += 1
+        skipSpace()
+        if take(Byte.closeBracket) { return .strings(at: at) }
+        var allStrings = true
+        while true {
+            skipSpace()
+            if peek == Byte.quote {
+                guard string() != nil else { return nil }
+            } else {
+                guard skipValue(depth: 2) else { return nil }   // the array is level 2
+                allStrings = false
+            }
+            skipSpace()
+            if take(Byte.comma) { continue }
+            if take(Byte.closeBracket) { break }
+            return nil
+        }
+        return allStrings ? .strings(at: at) : .invalid
+    }
+
+    /// The contents of a literal that `string()` accepted, with its escapes decoded (a surrogate pair becomes its one
+    /// scalar). Allocates; only `start` calls it.
+    func unescaped(_ token: StringToken) -> String {
+        let range = token.contents
+        if !token.escaped { return String(decoding: UnsafeRawBufferPointer(rebasing: p[range]), as: UTF8.self) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(range.count)
+        var k = range.lowerBound
+        while k < range.upperBound {
+            let b = p[k]
+            guard b == Byte.backslash else {
+                bytes.append(b)
+                k += 1
+                continue
+            }
+            var scalar: UInt32
+            switch p[k + 1] {
+            case UInt8(ascii: "u"):
+                // `string()` has checked the digits and that a high surrogate is followed by a low one.
+                scalar = hex4(at: k + 2) ?? 0xFFFD
+                k += 6
+                if scalar >= 0xD800 && scalar <= 0xDBFF {
+                    let low = hex4(at: k + 2) ?? 0xDC00
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    k += 6
+                }
+            case UInt8(ascii: "b"): scalar = 0x08; k += 2
+            case UInt8(ascii: "f"): scalar = 0x0C; k += 2
+            case UInt8(ascii: "n"): scalar = 0x0A; k += 2
+            case UInt8(ascii: "r"): scalar = 0x0D; k += 2
+            case UInt8(ascii: "t"): scalar = 0x09; k += 2
+            case let e: scalar = UInt32(e); k += 2   // `"`, `\` and `/` stand for themselves
+            }
+            UTF8.encode(Unicode.Scalar(scalar) ?? "\u{FFFD}") { bytes.append($0) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: - Tokens
@@ -409,4 +610,27 @@ private struct Scanner {
     }
 
     private func isDigit(_ b: UInt8) -> Bool { b >= Byte.zero && b <= Byte.nine }
+}
+
+/// The strings of an array that `interestsField` accepted, unescaped one at a time, at most `limit` of them.
+private struct ArrayStrings: Sequence, IteratorProtocol {
+    var scanner: Scanner
+    var remaining: Int
+
+    init(scanner: Scanner, at start: Int, limit: Int) {
+        self.scanner = scanner
+        self.scanner.position = start + 1   // after the `[`
+        self.remaining = limit
+    }
+
+    mutating func next() -> String? {
+        guard remaining > 0 else { return nil }
+        remaining -= 1
+        scanner.skipSpace()
+        // A `]` where an element would start ends the (already validated) array.
+        guard let token = scanner.string() else { return nil }
+        scanner.skipSpace()
+        if !scanner.take(Byte.comma) { remaining = 0 }
+        return scanner.unescaped(token)
+    }
 }

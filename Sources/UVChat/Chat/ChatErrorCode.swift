@@ -1,6 +1,8 @@
 /// Why a command was refused; sent back as `{"type":"error","code":...}`. The connection stays open.
 public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
     case badRequest, notPaired, tooLong, rateLimited
+    // Version 2 (PROTOCOL.md B.6).
+    case partnerAway, resumeFailed
 
     /// The position in `allCases`: the index of the code's prebuilt frame and of its refusal counter.
     @inlinable var index: Int { rawValue }
@@ -11,6 +13,8 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .notPaired: "not_paired"
         case .tooLong: "too_long"
         case .rateLimited: "rate_limited"
+        case .partnerAway: "partner_away"
+        case .resumeFailed: "resume_failed"
         }
     }
 
@@ -21,6 +25,8 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .notPaired: "You are not chatting with anyone right now."
         case .tooLong: "That message is too long."
         case .rateLimited: "You are sending messages too fast. Wait a moment."
+        case .partnerAway: "The stranger is away and cannot take more messages now."
+        case .resumeFailed: "That chat cannot be resumed. Start a new one."
         }
     }
 }

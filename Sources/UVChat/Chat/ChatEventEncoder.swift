@@ -13,17 +13,92 @@ public enum ChatEventEncoder {
 
     static func paired(common: [String], random: Bool, into out: inout [UInt8]) {
         append(#"{"type":"paired","common":["#, to: &out)
+        appendTags(common, into: &out)
+        append(random ? #"],"random":true}"# : #"],"random":false}"#, to: &out)
+    }
+
+    private static func appendTags(_ tags: [String], into out: inout [UInt8]) {
         var first = true
-        for tag in common {
+        for tag in tags {
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
             appendJSONString(tag, into: &out)
         }
-        append(random ? #"],"random":true}"# : #"],"random":false}"#, to: &out)
     }
 
     static func partnerLeft(into out: inout [UInt8]) {
         append(#"{"type":"partner_left"}"#, to: &out)
+    }
+
+    // MARK: Version 2 (PROTOCOL.md B.1, B.2)
+
+    /// `paired` for a version 2 client: the version 1 fields, then its resume token, the grace and what the
+    /// partner accepts.
+    static func paired(common: [String], random: Bool, token: ResumeToken, grace: Int, partnerImages: Bool,
+                       into out: inout [UInt8]) {
+        paired(common: common, random: random, into: &out)
+        out.removeLast()   // the closing brace
+        appendSession(token: token, grace: grace, partnerImages: partnerImages, into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    static func resumed(token: ResumeToken, grace: Int, id: UInt64, common: [String], random: Bool,
+                        partnerImages: Bool, into out: inout [UInt8]) {
+        append(#"{"type":"resumed","id":"#, to: &out)
+        appendDecimal(id, to: &out)
+        append(#","common":["#, to: &out)
+        appendTags(common, into: &out)
+        append(random ? #"],"random":true"# : #"],"random":false"#, to: &out)
+        appendSession(token: token, grace: grace, partnerImages: partnerImages, into: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    private static func appendSession(token: ResumeToken, grace: Int, partnerImages: Bool, into out: inout [UInt8]) {
+        append(#","token":""#, to: &out)
+        token.appendText(into: &out)
+        append(#"","grace":"#, to: &out)
+        appendDecimal(grace, to: &out)
+        append(partnerImages ? #","partner":{"images":true}"# : #","partner":{"images":false}"#, to: &out)
+    }
+
+    static func partnerAway(grace: Int, into out: inout [UInt8]) {
+        append(#"{"type":"partner_away","grace":"#, to: &out)
+        appendDecimal(grace, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    static func partnerBack(into out: inout [UInt8]) {
+        append(#"{"type":"partner_back"}"#, to: &out)
+    }
+
+    static func pong(into out: inout [UInt8]) {
+        append(#"{"type":"pong"}"#, to: &out)
+    }
+
+    @usableFromInline static let sequencedSuffix: StaticString = #"","seq":"#
+
+    /// A version 2 client's copy of a message: the version 1 event with `"seq":N` after the text.
+    @inline(__always)
+    public static func messageFrame(escapedText: UnsafeRawBufferPointer, seq: UInt64, into out: inout [UInt8]) {
+        let digits = decimalDigits(seq)
+        let length = messagePrefix.utf8CodeUnitCount + escapedText.count + sequencedSuffix.utf8CodeUnitCount + digits + 1
+        WebSocketFrameEncoder.appendHeader(opcode: .text, payloadLength: length, into: &out)
+        append(messagePrefix, to: &out)
+        out.append(contentsOf: escapedText)
+        append(sequencedSuffix, to: &out)
+        appendDecimal(seq, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    @inline(__always) @usableFromInline
+    static func decimalDigits(_ n: UInt64) -> Int {
+        var digits = 1
+        var rest = n
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
     }
 
     public static func typing(_ active: Bool, into out: inout [UInt8]) {
@@ -38,7 +113,7 @@ public enum ChatEventEncoder {
         append(#""}"#, to: &out)
     }
 
-    private static let messagePrefix: StaticString = #"{"type":"message","text":""#
+    @usableFromInline static let messagePrefix: StaticString = #"{"type":"message","text":""#
     private static let messageSuffix: StaticString = #""}"#
 
     /// `escapedText` is the contents of a string literal that `ChatCommandDecoder` accepted, copied as they are:
@@ -95,16 +170,21 @@ public enum ChatEventEncoder {
         }
     }
 
-    @inline(__always)
-    private static func append(_ s: StaticString, to out: inout [UInt8]) {
+    @inline(__always) @usableFromInline
+    static func append(_ s: StaticString, to out: inout [UInt8]) {
         out.append(contentsOf: UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
     /// Decimal digits without a String; the magnitude is taken as UInt so that Int.min works too.
     private static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
         if n < 0 { out.append(UInt8(ascii: "-")) }
-        var magnitude = n.magnitude
-        var divisor: UInt = 1
+        appendDecimal(UInt64(n.magnitude), to: &out)
+    }
+
+    @usableFromInline
+    static func appendDecimal(_ n: UInt64, to out: inout [UInt8]) {
+        var magnitude = n
+        var divisor: UInt64 = 1
         while magnitude / divisor >= 10 { divisor *= 10 }
         while divisor > 0 {
             out.append(UInt8(ascii: "0") + UInt8(magnitude / divisor))

@@ -3,6 +3,8 @@
 struct ChatFrames {
     let waiting: [UInt8]
     let partnerLeft: [UInt8]
+    let partnerBack: [UInt8]
+    @usableFromInline let pong: [UInt8]
     @usableFromInline let typingOn: [UInt8]
     @usableFromInline let typingOff: [UInt8]
     /// By `ChatErrorCode.index`.
@@ -11,6 +13,8 @@ struct ChatFrames {
     init() {
         waiting = ChatFrames.text { ChatEventEncoder.waiting(into: &$0) }
         partnerLeft = ChatFrames.text { ChatEventEncoder.partnerLeft(into: &$0) }
+        partnerBack = ChatFrames.text { ChatEventEncoder.partnerBack(into: &$0) }
+        pong = ChatFrames.text { ChatEventEncoder.pong(into: &$0) }
         typingOn = ChatFrames.text { ChatEventEncoder.typing(true, into: &$0) }
         typingOff = ChatFrames.text { ChatEventEncoder.typing(false, into: &$0) }
         errors = ChatErrorCode.allCases.map { code in
@@ -22,6 +26,10 @@ struct ChatFrames {
 
     static func online(_ count: Int) -> [UInt8] {
         text { ChatEventEncoder.online(count: count, into: &$0) }
+    }
+
+    static func partnerAway(grace seconds: Int) -> [UInt8] {
+        text { ChatEventEncoder.partnerAway(grace: seconds, into: &$0) }
     }
 
     /// A text frame around the payload that `build` appends.

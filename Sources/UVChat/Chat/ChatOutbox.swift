@@ -10,6 +10,10 @@ public protocol ChatOutbox {
     /// The partner's copy of a message: `ChatEventEncoder.messageFrame(escapedText:)` appended to its output.
     /// Returns the bytes now waiting to be written to that peer.
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int
+    /// A version 2 client's copy: `ChatEventEncoder.messageFrame(escapedText:seq:)`. Returns the bytes waiting.
+    func relay(escapedText: UnsafeRawBufferPointer, seq: UInt64, to peer: PeerID) -> Int
+    /// An away side's chat is over (or it resumed elsewhere): the slot the shell held for it may be reused.
+    func release(_ peer: PeerID)
     /// Close the peer's WebSocket. The service has already taken the peer out of the chat.
     func close(_ peer: PeerID, _ reason: ChatCloseReason)
 }
@@ -18,4 +22,6 @@ public protocol ChatOutbox {
 public enum ChatCloseReason: Equatable, Sendable {
     /// Its outgoing buffer passed the cap: close 1008, dropping the frames not yet written.
     case slowConsumer
+    /// Its chat side was resumed on another connection (B.2): close 4001.
+    case resumedElsewhere
 }

@@ -3,13 +3,17 @@
 /// looks at the queue itself. `LocalRouting` is the single-process answer (the matchmaker and a partner table); a
 /// cluster backend is a second implementation of this protocol, not a flag in the service.
 public protocol ChatRouting {
-    /// Queues `peer` (giving up any place it had); the pairing made at once, or nil when it waits.
-    mutating func enqueue(_ peer: PeerID, interests: [String], now: UInt64) -> Pairing?
+    /// Queues `peer` (giving up any place it had); the pairing made at once, or nil when it waits. `serial` names
+    /// the peer in others' `avoid` lists; it is never paired with a peer whose serial is in its `avoid`, nor with
+    /// one whose `avoid` holds its serial (repeat avoidance).
+    mutating func enqueue(_ peer: PeerID, interests: [String], serial: UInt32, avoid: [UInt32], now: UInt64) -> Pairing?
     /// Takes `peer` out of its pair or the queue; returns the partner it had, who is now idle.
     mutating func part(_ peer: PeerID) -> PeerID?
     /// Pairings due by `now` (interest waits that ran out), already recorded as pairs.
     mutating func expire(now: UInt64) -> [Pairing]
     func partner(of peer: PeerID) -> PeerID?
+    /// A resumed side moves to its new connection: `new` (idle, not queued) takes `old`'s place in its pair.
+    mutating func rebind(_ old: PeerID, to new: PeerID)
     func isQueued(_ peer: PeerID) -> Bool
     /// When `expire(now:)` next has work (nanoseconds, the service's clock), if ever.
     var nextDeadline: UInt64? { get }
@@ -27,8 +31,10 @@ public struct LocalRouting: ChatRouting {
         matchmaker = Matchmaker(interestTimeoutNanos: interestTimeoutNanos)
     }
 
-    public mutating func enqueue(_ peer: PeerID, interests: [String], now: UInt64) -> Pairing? {
-        guard let pairing = matchmaker.enqueue(peer, interests: interests, now: now) else { return nil }
+    public mutating func enqueue(_ peer: PeerID, interests: [String], serial: UInt32, avoid: [UInt32],
+                                 now: UInt64) -> Pairing? {
+        guard let pairing = matchmaker.enqueue(peer, interests: interests, serial: serial, avoid: avoid, now: now)
+        else { return nil }
         record(pairing)
         return pairing
     }
@@ -54,6 +60,12 @@ public struct LocalRouting: ChatRouting {
         let i = Int(peer.rawValue)
         guard i < partners.count, partners[i] != LocalRouting.noPartner else { return nil }
         return PeerID(rawValue: partners[i])
+    }
+
+    public mutating func rebind(_ old: PeerID, to new: PeerID) {
+        guard let partner = partner(of: old) else { return }
+        partners[Int(old.rawValue)] = LocalRouting.noPartner
+        record(Pairing(a: partner, b: new, common: [], random: true))
     }
 
     public func isQueued(_ peer: PeerID) -> Bool { matchmaker.isQueued(peer) }

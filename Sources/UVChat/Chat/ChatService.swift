@@ -26,6 +26,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         @usableFromInline var buckets = PeerBuckets()
         /// The online count this peer was last told.
         @usableFromInline var lastOnline: Int32 = -1
+        /// The member's serial (bits 0-30: the name others' repeat-avoidance lists know it by) and whether it
+        /// speaks version 2 (bit 31).
+        @usableFromInline var tag: UInt32 = 0
         /// Its address's record while it is a member; nil otherwise.
         @usableFromInline var address: AddressRecord?
         @usableFromInline var interests: [String] = []
@@ -39,10 +42,34 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     @usableFromInline let frames = ChatFrames()
     private var scratch: [UInt8] = []
 
-    public init(settings: ChatSettings, outbox: Outbox, routing: Routing) {
+    // Version 2 (PROTOCOL.md B.1, B.2). Nothing here grows with version 1 members.
+    /// Version 2 members, and the away sides whose slots are held for a resume.
+    @usableFromInline var members2: [PeerID: Member2] = [:]
+    /// Away sides by deadline (the grace is the same for all, so drop order is deadline order); an entry whose side
+    /// came back or ended is skipped when it comes up.
+    private var graceQueue: [GraceEntry] = []
+    private var graceHead = 0
+    /// Sides away now (their slots held).
+    public private(set) var awayCount = 0
+    private var lastSerial: UInt32 = 0
+    /// Where resume tokens come from: the kernel's CSPRNG in the server, a seeded generator in tests.
+    private var entropy: any RandomNumberGenerator
+
+    @usableFromInline static var v2Bit: UInt32 { 1 << 31 }
+    static var serialMask: UInt32 { v2Bit - 1 }
+
+    private struct GraceEntry {
+        var deadline: UInt64
+        var peer: PeerID
+        var side: ObjectIdentifier
+    }
+
+    public init(settings: ChatSettings, outbox: Outbox, routing: Routing,
+                entropy: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
         self.settings = settings
         self.outbox = outbox
         self.routing = routing
+        self.entropy = entropy
     }
 
     // MARK: - Joining and leaving
@@ -60,13 +87,15 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         return nil
     }
 
-    /// A peer upgraded to the chat: it hears the online count, then is queued (`waiting` or `paired`).
-    public mutating func join(_ peer: PeerID, address: ClientAddress, interests: [String], now: UInt64) {
+    /// A peer upgraded to the chat: it hears the online count, then a version 1 peer is queued (`waiting` or
+    /// `paired`); a version 2 peer waits for its `start` or `resume` (B.1).
+    public mutating func join(_ peer: PeerID, address: ClientAddress, interests: [String],
+                              version: ProtocolVersion = .v1, now: UInt64) {
         let i = Int(peer.rawValue)
         if peers.count <= i {
             peers.append(contentsOf: repeatElement(Peer(), count: i + 1 - peers.count))
         }
-        precondition(peers[i].address == nil, "a peer joined twice")
+        precondition(peers[i].address == nil && members2[peer] == nil, "a peer joined twice, or joined a held slot")
         memberCount += 1
         let record = addresses.record(address.perAddressKey, now: now, settings: settings)
         addresses.opened(record)
@@ -74,20 +103,73 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         peers[i].lastOnline = Int32(clamping: memberCount)
         peers[i].address = record
         peers[i].interests = interests
+        lastSerial = lastSerial == ChatService.serialMask ? 1 : lastSerial + 1
+        peers[i].tag = lastSerial | (version == .v2 ? ChatService.v2Bit : 0)
         deliver(ChatFrames.online(memberCount), to: peer, now: now)
-        queue(peer, now: now)
+        if version == .v2 {
+            members2[peer] = Member2(queryInterests: interests, now: now)
+        } else {
+            queue(peer, now: now)
+        }
     }
 
     /// The one way out of the chat (close frame, TCP close, error, shutdown, slow consumer): the partner is told,
     /// the queue forgets the peer, the counts drop. Idempotent, so every path of the shell may call it.
     public mutating func leave(_ peer: PeerID, now: UInt64) {
-        let i = Int(peer.rawValue)
-        guard i < peers.count, let record = peers[i].address else { return }
+        guard isMember(peer) else { return }
         part(peer, now: now)
+        endMembership(peer, now: now)
+        forget(peer)
+    }
+
+    /// The connection ended without a close frame (TCP close, a read error, no pong): a version 2 member in a chat
+    /// is away (B.2): its partner hears `partner_away`, the chat and the peer's slot are held for the grace period.
+    /// Anyone else leaves. `isHeld` tells the shell to keep the slot until `ChatOutbox.release`.
+    public mutating func drop(_ peer: PeerID, now: UInt64) {
+        guard isMember(peer) else { return }
+        guard isV2(peer), !isDraining, settings.resumeGraceSeconds > 0, let side = members2[peer]?.side,
+              let partner = routing.partner(of: peer) else {
+            leave(peer, now: now)
+            return
+        }
+        side.awayDeadline = now + UInt64(settings.resumeGraceSeconds) * 1000
+        endMembership(peer, now: now)
+        awayCount += 1
+        _counters.drops &+= 1
+        graceQueue.append(GraceEntry(deadline: side.awayDeadline, peer: peer, side: ObjectIdentifier(side)))
+        deadlinesChanged = true
+        if isV2(partner), let partnerSide = members2[partner]?.side, !partnerSide.isAway {
+            deliver(ChatFrames.partnerAway(grace: settings.resumeGraceSeconds), to: partner, now: now)
+        }
+    }
+
+    /// An away side's slot: the shell keeps it (no new connection takes the number) until the service releases it.
+    public func isHeld(_ peer: PeerID) -> Bool {
+        !isMember(peer) && members2[peer]?.side?.isAway == true
+    }
+
+    /// Not counted online any more; its address's record lets go. Settings stay (an away side keeps them).
+    private mutating func endMembership(_ peer: PeerID, now: UInt64) {
+        let i = Int(peer.rawValue)
+        guard let record = peers[i].address else { return }
         peers[i].address = nil
-        peers[i].interests = []
         memberCount -= 1
         addresses.closed(record, now: now)
+    }
+
+    /// Nothing of the slot's last occupant is left.
+    private mutating func forget(_ peer: PeerID) {
+        let i = Int(peer.rawValue)
+        peers[i].interests = []
+        peers[i].tag = 0
+        if !members2.isEmpty { members2[peer] = nil }
+    }
+
+    /// An away side whose chat is over: its slot goes back to the shell.
+    private mutating func release(_ peer: PeerID) {
+        forget(peer)
+        awayCount -= 1
+        outbox.release(peer)
     }
 
     /// Per-address records held now (bounded; see `AddressTable`).
@@ -105,6 +187,14 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         return routing.isQueued(peer) ? .queued : .idle
     }
 
+    /// A paired version 2 member: the shell pings it sooner, so that a dead connection is noticed in seconds.
+    public func wantsQuickPings(_ peer: PeerID) -> Bool {
+        isMember(peer) && isV2(peer) && routing.partner(of: peer) != nil
+    }
+
+    @inlinable
+    func isV2(_ peer: PeerID) -> Bool { peers[Int(peer.rawValue)].tag & ChatService.v2Bit != 0 }
+
     public mutating func beginDrain() { isDraining = true }
 
     // MARK: - Commands
@@ -115,10 +205,11 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// One text message from a member.
     @inlinable
     public mutating func receive(_ payload: UnsafeRawBufferPointer, from peer: PeerID, now: UInt64) {
-        switch ChatCommandDecoder.decode(payload, maxScalars: settings.maxTextScalars) {
+        let version: ProtocolVersion = isV2(peer) ? .v2 : .v1
+        switch ChatCommandDecoder.decode(payload, maxScalars: settings.maxTextScalars, version: version) {
         case .failure(let code):
             refuse(peer, code, now: now)
-        case .success(.message(let range, _)):
+        case .success(.message(let range, _, let id)):
             guard let partner = routing.partner(of: peer) else {
                 refuse(peer, .notPaired, now: now)
                 return
@@ -127,13 +218,20 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
                 refuseRate(peer, now: now)
                 return
             }
-            relay(UnsafeRawBufferPointer(rebasing: payload[range]), to: partner, now: now)
+            let text = UnsafeRawBufferPointer(rebasing: payload[range])
+            if (peers[Int(peer.rawValue)].tag | peers[Int(partner.rawValue)].tag) & ChatService.v2Bit == 0 {
+                relay(text, to: partner, now: now)
+            } else {
+                relayInChat2(text, id: id, from: peer, to: partner, now: now)
+            }
         case .success(.typing(let active)):
             guard let partner = routing.partner(of: peer) else { return }
             if settings.rateLimitsEnabled && !peers[Int(peer.rawValue)].buckets.take(.typing, now: now, settings: settings) {
                 refuseRate(peer, now: now)
                 return
             }
+            // To an away partner, typing is dropped (B.2).
+            if isV2(partner) && members2[partner]?.side?.isAway == true { return }
             deliver(active ? frames.typingOn : frames.typingOff, to: partner, now: now)
         case .success(.next):
             guard allowNext(from: peer, now: now) else { return }
@@ -141,7 +239,68 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         case .success(.stop):
             guard allowNext(from: peer, now: now) else { return }
             part(peer, now: now)
+        case .success(.start(let interests, let images)):
+            guard allowNext(from: peer, now: now) else { return }
+            start(peer, interests: interests, images: images, now: now)
+        case .success(.ack(let seq)):
+            guard allowControl(from: peer, now: now) else { return }
+            acknowledge(seq, from: peer, now: now)
+        case .success(.ping):
+            guard allowControl(from: peer, now: now) else { return }
+            deliver(frames.pong, to: peer, now: now)
+        case .success(.resume(let token, let seq)):
+            guard allowNext(from: peer, now: now) else { return }
+            resume(UnsafeRawBufferPointer(rebasing: payload[token]), seq: seq, on: peer, now: now)
         }
+    }
+
+    /// A message in a chat with a version 2 side: the sender's `id` must grow; the receiver's copy carries its
+    /// `seq` and is kept until acknowledged; an away receiver's copy is only kept, within the ring's bound.
+    @inlinable
+    mutating func relayInChat2(_ text: UnsafeRawBufferPointer, id: UInt64?, from peer: PeerID, to partner: PeerID,
+                               now: UInt64) {
+        let senderSide = isV2(peer) ? members2[peer]?.side : nil
+        if let id, let senderSide {
+            guard id > senderSide.lastID else {
+                refuse(peer, .badRequest, now: now)
+                return
+            }
+        }
+        guard isV2(partner), let side = members2[partner]?.side else {
+            if let id, let senderSide { senderSide.lastID = id }
+            relay(text, to: partner, now: now)
+            return
+        }
+        if side.isAway {
+            guard side.ring.fits(text.count) else {
+                // A version 1 sender has no `partner_away` code (B.7).
+                refuse(peer, isV2(peer) ? .partnerAway : .rateLimited, now: now)
+                return
+            }
+            if let id, let senderSide { senderSide.lastID = id }
+            side.sentSeq &+= 1
+            _ = side.ring.append(seq: side.sentSeq, text)
+            _counters.messagesKept &+= 1
+            return
+        }
+        if let id, let senderSide { senderSide.lastID = id }
+        side.sentSeq &+= 1
+        let forgotten = side.ring.append(seq: side.sentSeq, text)
+        if forgotten > 0 { _counters.replayEvicted &+= UInt64(forgotten) }
+        let outstanding = outbox.relay(escapedText: text, seq: side.sentSeq, to: partner)
+        _counters.messagesRelayed &+= 1
+        if outstanding > settings.outgoingCap { dropSlowConsumer(partner, now: now) }
+    }
+
+    /// `ack` and `ping` share a generous bucket of their own.
+    @usableFromInline
+    mutating func allowControl(from peer: PeerID, now: UInt64) -> Bool {
+        guard settings.rateLimitsEnabled, let member = members2[peer] else { return true }
+        if member.controlBucket.take(now: now, rate: Member2.controlRatePerSecond, burst: Member2.controlBurst) {
+            return true
+        }
+        refuseRate(peer, now: now)
+        return false
     }
 
     /// The peer's own bucket, then (when configured) the one its address shares.
@@ -207,17 +366,28 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         queue(peer, now: now)
     }
 
-    /// Out of the pair (the partner is told, unless the server is draining) or the queue.
+    /// Out of the pair (the partner is told, unless the server is draining or the partner is away: then its held
+    /// side ends too) or the queue. The peer's own chat side (and so its token) ends.
     @usableFromInline
     mutating func part(_ peer: PeerID, now: UInt64) {
-        if let partner = routing.part(peer), !isDraining {
-            deliver(frames.partnerLeft, to: partner, now: now)
+        if isV2(peer) { members2[peer]?.side = nil }
+        guard let partner = routing.part(peer) else { return }
+        if isV2(partner), let member = members2[partner], let side = member.side {
+            member.side = nil
+            if side.isAway {
+                release(partner)
+                return
+            }
         }
+        if !isDraining { deliver(frames.partnerLeft, to: partner, now: now) }
     }
 
     private mutating func queue(_ peer: PeerID, now: UInt64) {
         guard isMember(peer) else { return }   // dropped for its backlog on the way here
-        if let pairing = routing.enqueue(peer, interests: peers[Int(peer.rawValue)].interests, now: now &* 1_000_000) {
+        let i = Int(peer.rawValue)
+        let avoid = isV2(peer) ? members2[peer]?.recent ?? [] : []
+        if let pairing = routing.enqueue(peer, interests: peers[i].interests, serial: peers[i].tag & ChatService.serialMask,
+                                         avoid: avoid, now: now &* 1_000_000) {
             announce(pairing, now: now)
         } else {
             deadlinesChanged = true
@@ -227,27 +397,163 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     private mutating func announce(_ pairing: Pairing, now: UInt64) {
         _counters.pairsMade &+= 1
-        scratch.removeAll(keepingCapacity: true)
-        ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
-        let (a, b) = scratch.withUnsafeBytes { payload in
-            (outbox.sendText(payload, to: pairing.a), outbox.sendText(payload, to: pairing.b))
+        let a = pairing.a, b = pairing.b
+        let outstanding: (Int, Int)
+        if !isV2(a) && !isV2(b) {
+            scratch.removeAll(keepingCapacity: true)
+            ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
+            outstanding = scratch.withUnsafeBytes { payload in
+                (outbox.sendText(payload, to: a), outbox.sendText(payload, to: b))
+            }
+        } else {
+            outstanding = (announce(pairing, to: a, partner: b), announce(pairing, to: b, partner: a))
         }
         // Both hear of the pairing before either is dropped for its backlog.
-        if a > settings.outgoingCap { dropSlowConsumer(pairing.a, now: now) }
-        if b > settings.outgoingCap { dropSlowConsumer(pairing.b, now: now) }
+        if outstanding.0 > settings.outgoingCap { dropSlowConsumer(a, now: now) }
+        if outstanding.1 > settings.outgoingCap { dropSlowConsumer(b, now: now) }
+    }
+
+    /// One side's `paired`: a version 2 side gets its chat side, its token and what its partner accepts, and
+    /// remembers the partner (repeat avoidance).
+    private mutating func announce(_ pairing: Pairing, to peer: PeerID, partner: PeerID) -> Int {
+        scratch.removeAll(keepingCapacity: true)
+        if isV2(peer), let member = members2[peer] {
+            member.remember(partnerSerial: peers[Int(partner.rawValue)].tag & ChatService.serialMask)
+            let side = ChatSide(token: newToken(for: peer), common: pairing.common, random: pairing.random)
+            member.side = side
+            // A version 1 partner takes no image offers (B.7).
+            let partnerImages = isV2(partner) && members2[partner]?.images == true
+            ChatEventEncoder.paired(common: pairing.common, random: pairing.random, token: side.token,
+                                    grace: settings.resumeGraceSeconds, partnerImages: partnerImages, into: &scratch)
+        } else {
+            ChatEventEncoder.paired(common: pairing.common, random: pairing.random, into: &scratch)
+        }
+        return scratch.withUnsafeBytes { outbox.sendText($0, to: peer) }
+    }
+
+    private mutating func newToken(for peer: PeerID) -> ResumeToken {
+        ResumeToken(slot: peer.rawValue, secret: (entropy.next(), entropy.next()))
+    }
+
+    // MARK: - Version 2: start, ack, resume
+
+    /// `start`: queue with these settings; while queued or paired it is `next` with them (B.1).
+    @usableFromInline
+    mutating func start(_ peer: PeerID, interests: [String]?, images: Bool, now: UInt64) {
+        guard let member = members2[peer] else { return }
+        member.images = images
+        peers[Int(peer.rawValue)].interests = interests ?? member.queryInterests
+        next(peer, now: now)
+    }
+
+    @usableFromInline
+    mutating func acknowledge(_ seq: UInt64, from peer: PeerID, now: UInt64) {
+        // After the chat ended an ack is about nothing: no answer.
+        guard let side = members2[peer]?.side else { return }
+        guard seq <= side.sentSeq else {
+            refuse(peer, .badRequest, now: now)
+            return
+        }
+        side.ring.acknowledge(through: seq)
+    }
+
+    /// `resume` (B.2): the token names one side of one chat; that side moves to this connection, which hears
+    /// `resumed`, then every kept message above `seq`, then live traffic. The old connection, if the server still
+    /// has it, is closed with 4001; the partner hears `partner_back` if it was told `partner_away`.
+    @usableFromInline
+    mutating func resume(_ text: UnsafeRawBufferPointer, seq: UInt64, on peer: PeerID, now: UInt64) {
+        guard let fresh = members2[peer], routing.partner(of: peer) == nil, !routing.isQueued(peer),
+              let token = ResumeToken(text: text), token.slot != peer.rawValue, Int(token.slot) < peers.count
+        else { return failResume(peer, now: now) }
+        let old = PeerID(rawValue: token.slot)
+        guard isV2(old), let member = members2[old], let side = member.side, side.token.matches(token.secret),
+              seq <= side.sentSeq, let partner = routing.partner(of: old)
+        else { return failResume(peer, now: now) }
+
+        let wasAway = side.isAway
+        let (o, n) = (Int(old.rawValue), Int(peer.rawValue))
+        let freshTag = peers[n].tag
+        // The person moves to this connection: settings, partner history, buckets, serial and chat side.
+        members2[peer] = member
+        peers[n].interests = peers[o].interests
+        peers[n].buckets = peers[o].buckets
+        peers[n].tag = peers[o].tag
+        routing.rebind(old, to: peer)
+        side.token = newToken(for: peer)
+        side.awayDeadline = 0
+        side.ring.acknowledge(through: seq)
+        _counters.resumes &+= 1
+        if wasAway {
+            awayCount -= 1
+            peers[o].interests = []
+            peers[o].tag = 0
+            members2[old] = nil
+            outbox.release(old)
+        } else {
+            // The old connection is still open: it keeps a blank record, leaves quietly (it has no partner any
+            // more) and is closed with 4001.
+            members2[old] = fresh
+            peers[o].tag = freshTag
+            leave(old, now: now)
+            outbox.close(old, .resumedElsewhere)
+        }
+
+        let partnerMember = isV2(partner) ? members2[partner] : nil
+        scratch.removeAll(keepingCapacity: true)
+        ChatEventEncoder.resumed(token: side.token, grace: settings.resumeGraceSeconds, id: side.lastID,
+                                 common: side.common, random: side.random,
+                                 partnerImages: partnerMember?.images == true, into: &scratch)
+        var outstanding = scratch.withUnsafeBytes { outbox.sendText($0, to: peer) }
+        side.ring.forEach(after: seq) { s, message in
+            outstanding = outbox.relay(escapedText: message, seq: s, to: peer)
+            _counters.messagesReplayed &+= 1
+        }
+        if outstanding > settings.outgoingCap { return dropSlowConsumer(peer, now: now) }
+        if let partnerSide = partnerMember?.side {
+            if partnerSide.isAway {
+                let left = partnerSide.awayDeadline > now ? (partnerSide.awayDeadline - now + 999) / 1000 : 0
+                deliver(ChatFrames.partnerAway(grace: Int(left)), to: peer, now: now)
+            } else if wasAway {
+                deliver(frames.partnerBack, to: partner, now: now)
+            }
+        }
+    }
+
+    private mutating func failResume(_ peer: PeerID, now: UInt64) {
+        _counters.resumeFailures &+= 1
+        refuse(peer, .resumeFailed, now: now)
     }
 
     /// When `expire(now:)` next has work, in milliseconds (rounded up), if ever.
     public var nextDeadline: UInt64? {
-        routing.nextDeadline.map { $0 / 1_000_000 + ($0 % 1_000_000 == 0 ? 0 : 1) }
+        let match = routing.nextDeadline.map { $0 / 1_000_000 + ($0 % 1_000_000 == 0 ? 0 : 1) }
+        guard graceHead < graceQueue.count else { return match }
+        return min(match ?? .max, graceQueue[graceHead].deadline)
     }
 
     /// The shell has armed its timer for `nextDeadline`.
     public mutating func deadlinesSeen() { deadlinesChanged = false }
 
-    /// Interest waits that ran out by `now` fall back to a random match.
+    /// Interest waits that ran out by `now` fall back to a random match; away sides whose grace ran out end their
+    /// chats (the partner hears `partner_left`; B.2).
     public mutating func expire(now: UInt64) {
         for pairing in routing.expire(now: now &* 1_000_000) { announce(pairing, now: now) }
+        while graceHead < graceQueue.count && graceQueue[graceHead].deadline <= now {
+            let entry = graceQueue[graceHead]
+            graceHead += 1
+            guard !isMember(entry.peer), let side = members2[entry.peer]?.side, ObjectIdentifier(side) == entry.side,
+                  side.awayDeadline == entry.deadline else { continue }
+            _counters.graceExpired &+= 1
+            part(entry.peer, now: now)
+            release(entry.peer)
+        }
+        if graceHead == graceQueue.count {
+            graceQueue.removeAll(keepingCapacity: graceQueue.count <= 1024)
+            graceHead = 0
+        } else if graceHead >= 1024 && graceHead * 2 >= graceQueue.count {
+            graceQueue.removeFirst(graceHead)
+            graceHead = 0
+        }
     }
 
     // MARK: - The online count
@@ -277,4 +583,16 @@ public struct ChatCounters: Sendable {
     public var refused = [UInt64](repeating: 0, count: ChatErrorCode.allCases.count)
     public var rateLimitHits: UInt64 = 0
     public var slowConsumerCloses: UInt64 = 0
+    // Version 2 (B.2).
+    /// Connections that dropped out of a chat and were held for a resume.
+    public var drops: UInt64 = 0
+    public var resumes: UInt64 = 0
+    public var resumeFailures: UInt64 = 0
+    /// Held chats that ended because the grace ran out.
+    public var graceExpired: UInt64 = 0
+    /// Messages kept for an away partner, and messages sent again after a resume.
+    public var messagesKept: UInt64 = 0
+    public var messagesReplayed: UInt64 = 0
+    /// Unacknowledged messages forgotten because a connected client did not ack (its ring was full).
+    public var replayEvicted: UInt64 = 0
 }

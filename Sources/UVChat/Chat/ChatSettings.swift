@@ -18,6 +18,8 @@ public struct ChatSettings: Sendable {
     /// behind one NAT are never refused for each other's messages (PROTOCOL.md, client addresses).
     public var addressRatePerSecond = 0.0
     public var addressRateBurst = 60.0
+    /// Version 2: how long a dropped client's chat is held for its resume (B.2); 0: no resume, a drop is a leave.
+    public var resumeGraceSeconds = 30
     /// Off for benchmarks: no rate or connection-count limit (size limits stay).
     public var rateLimitsEnabled = true
 

@@ -1,5 +1,5 @@
-/// The `interests` parameter of `GET /ws?...` (PROTOCOL.md, "Interests"). Parsed once per connection, so plain
-/// Strings are fine here.
+/// The `interests` parameter of `GET /ws?...` (PROTOCOL.md, "Interests"), and the same tag rules for version 2's
+/// `start` (`normalize`). Parsed once per connection or per `start`, so plain Strings are fine here.
 ///
 /// Choices the protocol leaves open:
 /// - the value is split on `,` before percent-decoding, so a tag may hold an encoded comma (`%2C`); the page encodes
@@ -7,7 +7,9 @@
 /// - `+` is a space, as in HTML form encoding;
 /// - a tag with a bad `%`-escape, invalid UTF-8 once decoded, or a control character is dropped, the others kept;
 /// - when `interests=` appears more than once the last one counts (as most query parsers do);
-/// - length is counted in Characters (grapheme clusters), after trimming and lower-casing.
+/// - length is counted in Characters (grapheme clusters), after trimming and lower-casing;
+/// - a `start` array is read the same way, its elements in place of the decoded pieces (only its first 64 elements,
+///   ChatCommandDecoder.maxInterestElements).
 enum Interests {
     static let maxTags = 5
     static let maxTagLength = 32
@@ -19,10 +21,18 @@ enum Interests {
             value = pair.dropFirst("interests=".count)
         }
         guard let value else { return [] }
+        // Lazily: pieces after the fifth kept tag are never decoded.
+        return normalize(value.split(separator: ",", omittingEmptySubsequences: true).lazy.compactMap(percentDecoded))
+    }
+
+    /// The tag rules, in one place for the query parameter and version 2's `start` so that the two cannot disagree:
+    /// each raw tag (already decoded: percent-escapes or JSON escapes) is trimmed and lower-cased; a tag holding a
+    /// control character, or not 1 to 32 characters long, is dropped; so are duplicates; the first five kept count.
+    /// Stops reading `raw` once five are kept.
+    static func normalize(_ raw: some Sequence<String>) -> [String] {
         var tags: [String] = []
-        for piece in value.split(separator: ",", omittingEmptySubsequences: true) {
-            guard let decoded = percentDecoded(piece) else { continue }
-            let tag = trimmed(decoded).lowercased()
+        for piece in raw {
+            let tag = trimmed(piece).lowercased()
             // Control characters have no place in a tag that is shown to the partner.
             guard !tag.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { continue }
             guard (1...maxTagLength).contains(tag.count), !tags.contains(tag) else { continue }

@@ -7,6 +7,10 @@
 /// - the deadline list of clients still in their interest wait. Everyone has the same timeout, so enqueue order is
 ///   deadline order and the head holds the next deadline: one timer, not one per client;
 /// - the list of clients that take a random match (no interests, or their interest wait ran out).
+/// Repeat avoidance (PROTOCOL.md B.1): a client may carry the serials of partners it must not meet again (a
+/// version 2 client's last 8). Two clients are compatible unless either one's list names the other; a list walk
+/// skips at most `maxSkips` incompatible clients, so matching stays O(tags x that small number) and everyone else
+/// keeps their FIFO place.
 /// Nodes and list entries live in arrays with free lists and are addressed by index, so enqueue and removal touch a
 /// constant number of links per list the client is in, and a dictionary finds a client's node for `remove`.
 public final class Matchmaker {
@@ -17,6 +21,8 @@ public final class Matchmaker {
         var sequence: UInt64
         var deadline: UInt64
         var interests: [String]
+        var serial: UInt32
+        var avoid: [UInt32]
         /// The node's entries in its tag lists, chained through `Entry.sibling`.
         var firstTagEntry: Int32
         var deadlineEntry: Int32
@@ -40,6 +46,8 @@ public final class Matchmaker {
     private static let none: Int32 = -1
     private static let randomList: Int32 = 0
     private static let deadlineList: Int32 = 1
+    /// Incompatible clients a list walk passes over before it gives up on the list.
+    static let maxSkips = 16
 
     private var nodes: [Node] = []
     private var freeNodes: [Int32] = []
@@ -71,15 +79,17 @@ public final class Matchmaker {
 
     /// Queues a client; returns the pairing made at once, or nil when it waits (the caller sends `waiting`).
     /// An id that is already queued is re-queued: its old place is given up first, so it can never meet itself.
-    public func enqueue(_ id: PeerID, interests: [String], now: UInt64) -> Pairing? {
+    /// `serial` names the client in others' `avoid` lists; `avoid` lists the serials it must not be paired with.
+    public func enqueue(_ id: PeerID, interests: [String], serial: UInt32 = 0, avoid: [UInt32] = [],
+                        now: UInt64) -> Pairing? {
         remove(id)
         if interests.isEmpty {
-            if let partner = headNode(Matchmaker.randomList) {
+            if let partner = firstCompatible(in: Matchmaker.randomList, serial: serial, avoid: avoid) {
                 let a = nodes[Int(partner)].peer
                 removeNode(partner)
                 return Pairing(a: a, b: id, common: [], random: true)
             }
-            let n = newNode(id, interests: [], deadline: 0)
+            let n = newNode(id, interests: [], serial: serial, avoid: avoid, deadline: 0)
             nodes[Int(n)].randomEntry = link(n, into: Matchmaker.randomList)
             return nil
         }
@@ -87,7 +97,7 @@ public final class Matchmaker {
         var best = Matchmaker.none
         var bestSequence = UInt64.max
         for tag in interests {
-            guard let list = tagLists[tag], let head = headNode(list) else { continue }
+            guard let list = tagLists[tag], let head = firstCompatible(in: list, serial: serial, avoid: avoid) else { continue }
             if nodes[Int(head)].sequence < bestSequence {
                 best = head
                 bestSequence = nodes[Int(head)].sequence
@@ -102,7 +112,7 @@ public final class Matchmaker {
         }
 
         let deadline = now > UInt64.max - interestTimeoutNanos ? UInt64.max : now + interestTimeoutNanos
-        let n = newNode(id, interests: interests, deadline: deadline)
+        let n = newNode(id, interests: interests, serial: serial, avoid: avoid, deadline: deadline)
         var chain = Matchmaker.none
         for (i, tag) in interests.enumerated() where !interests[..<i].contains(tag) {
             let e = link(n, into: tagList(tag))
@@ -129,7 +139,8 @@ public final class Matchmaker {
             unlink(nodes[Int(n)].deadlineEntry)
             nodes[Int(n)].deadlineEntry = Matchmaker.none
             // `n` is not in the random list yet, so the partner is never itself.
-            if let partner = headNode(Matchmaker.randomList) {
+            if let partner = firstCompatible(in: Matchmaker.randomList, serial: nodes[Int(n)].serial,
+                                             avoid: nodes[Int(n)].avoid) {
                 let x = nodes[Int(n)], y = nodes[Int(partner)]
                 let (a, b) = x.sequence < y.sequence ? (x.peer, y.peer) : (y.peer, x.peer)
                 removeNode(n)
@@ -144,9 +155,9 @@ public final class Matchmaker {
 
     // MARK: - Nodes
 
-    private func newNode(_ id: PeerID, interests: [String], deadline: UInt64) -> Int32 {
+    private func newNode(_ id: PeerID, interests: [String], serial: UInt32, avoid: [UInt32], deadline: UInt64) -> Int32 {
         sequence += 1
-        let node = Node(peer: id, sequence: sequence, deadline: deadline, interests: interests,
+        let node = Node(peer: id, sequence: sequence, deadline: deadline, interests: interests, serial: serial, avoid: avoid,
                         firstTagEntry: Matchmaker.none, deadlineEntry: Matchmaker.none, randomEntry: Matchmaker.none)
         let n: Int32
         if let free = freeNodes.popLast() {
@@ -171,6 +182,7 @@ public final class Matchmaker {
         if nodes[Int(n)].randomEntry != Matchmaker.none { unlink(nodes[Int(n)].randomEntry) }
         nodeOfPeer[nodes[Int(n)].peer] = nil
         nodes[Int(n)].interests = []
+        nodes[Int(n)].avoid = []
         nodes[Int(n)].firstTagEntry = Matchmaker.none
         nodes[Int(n)].deadlineEntry = Matchmaker.none
         nodes[Int(n)].randomEntry = Matchmaker.none
@@ -193,6 +205,21 @@ public final class Matchmaker {
         }
         tagLists[tag] = l
         return l
+    }
+
+    /// The longest-waiting client in `list` that may meet a client with this serial and avoid list.
+    private func firstCompatible(in list: Int32, serial: UInt32, avoid: [UInt32]) -> Int32? {
+        var e = lists[Int(list)].head
+        var skipped = 0
+        while e != Matchmaker.none {
+            let n = entries[Int(e)].node
+            if avoid.isEmpty && nodes[Int(n)].avoid.isEmpty { return n }
+            if !avoid.contains(nodes[Int(n)].serial) && !nodes[Int(n)].avoid.contains(serial) { return n }
+            skipped += 1
+            if skipped > Matchmaker.maxSkips { return nil }
+            e = entries[Int(e)].next
+        }
+        return nil
     }
 
     private func headNode(_ list: Int32) -> Int32? {

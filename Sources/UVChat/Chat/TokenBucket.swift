@@ -25,10 +25,12 @@ struct TokenBucket {
 }
 
 /// A member's own buckets (chat messages; typing; `next` and `stop`), with one clock reading for all three so that
-/// a member's record stays small: each take refills all three.
+/// a member's record stays small: each take refills all three. The reading is the low 32 bits of the millisecond
+/// clock (16 bytes in all): the wrapping difference is right for gaps under 49 days, and a member silent for longer
+/// finds its buckets as it left them, refilled from then on.
 @usableFromInline
 struct PeerBuckets {
-    @usableFromInline var at: UInt64 = 0
+    @usableFromInline var at: UInt32 = 0
     @usableFromInline var message: Float = 0
     @usableFromInline var typing: Float = 0
     @usableFromInline var next: Float = 0
@@ -38,7 +40,7 @@ struct PeerBuckets {
     @usableFromInline init() {}
 
     init(full settings: ChatSettings, now: UInt64) {
-        at = now
+        at = UInt32(truncatingIfNeeded: now)
         message = Float(settings.rateBurst)
         typing = Float(settings.typingBurst)
         next = Float(settings.nextBurst)
@@ -46,8 +48,9 @@ struct PeerBuckets {
 
     @inlinable
     mutating func take(_ kind: Kind, now: UInt64, settings: ChatSettings) -> Bool {
-        let seconds = Double(now &- at) / 1000
-        at = now
+        let clock = UInt32(truncatingIfNeeded: now)
+        let seconds = Double(clock &- at) / 1000
+        at = clock
         message = Float(min(settings.rateBurst, Double(message) + seconds * settings.ratePerSecond))
         typing = Float(min(settings.typingBurst, Double(typing) + seconds * settings.typingRatePerSecond))
         next = Float(min(settings.nextBurst, Double(next) + seconds * settings.nextRatePerSecond))

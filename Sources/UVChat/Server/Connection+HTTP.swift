@@ -185,8 +185,10 @@ extension Connection {
             sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", String(retryAfter))])
             return
         }
+        // Only /ws speaks a subprotocol: version 2 when the client offers `uvchat.2`.
+        let version = endpoint == .chat ? WebSocketHandshake.version(head) : .v1
         prepareOutput()
-        WebSocketHandshake.writeSwitchingProtocols(accept: accept, into: &output)
+        WebSocketHandshake.writeSwitchingProtocols(accept: accept, version: version, into: &output)
         markDirty()
         endHTTP()
         switch endpoint {
@@ -194,7 +196,9 @@ extension Connection {
             session = WebSocketSession(maxMessageBytes: server.config.maxMessageBytes, now: now)
             phase = .chat
             server.metrics.chatUpgrades &+= 1
-            server.chat.join(id, address: address, interests: Interests.parse(query: head.query), now: now)
+            if version == .v2 { server.metrics.chatUpgradesV2 &+= 1 }
+            server.chat.join(id, address: address, interests: Interests.parse(query: head.query), version: version,
+                             now: now)
             if server.chat.deadlinesChanged { server.armMatchTimer() }
         case .echo:
             session = WebSocketSession(maxMessageBytes: server.config.echoMaxMessageBytes, now: now)

@@ -17,6 +17,7 @@ extension Connection {
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
                     // Binary data has no meaning on /ws (PROTOCOL.md, "Frames").
+                    leaveChat()
                     if let code = session?.refuse(.unsupportedData) { writeClose(code) }
                     finish()
                 } else {
@@ -31,6 +32,8 @@ extension Connection {
                 finish()
             case .failed(let code):
                 server.metrics.protocolFailures &+= 1
+                // A client that breaks the protocol has left its chat (it is not "away").
+                leaveChat()
                 writeClose(code)
                 finish()
             case .finish:
@@ -72,14 +75,27 @@ extension Connection {
         markDirty()
     }
 
-    /// The server ends the session (shutdown, idle timeout, slow consumer): our close frame, then the peer's is
-    /// awaited up to the close timeout (or `waitMillis`). `leavingChat: false` when the chat service asked for the
-    /// close and has already taken the peer out (the service is not re-entered).
+    /// How a close the server starts ends the peer's part in the chat.
+    enum ChatExit {
+        /// It leaves (the partner hears `partner_left`).
+        case leave
+        /// It dropped out (a version 2 member in a chat is held for its resume).
+        case drop
+        /// The chat service asked for the close and has already taken the peer out (it is not re-entered).
+        case alreadyOut
+    }
+
+    /// The server ends the session (shutdown, idle timeout, slow consumer, resumed elsewhere): our close frame, then
+    /// the peer's is awaited up to the close timeout (or `waitMillis`).
     func closeWebSocket(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil,
-                        leavingChat: Bool = true) {
+                        chat exit: ChatExit = .leave) {
         guard !isClosed, let code = session?.close(code) else { return }
         if dropPending { dropUnsentFrames() }
-        if leavingChat { leaveChat() }
+        switch exit {
+        case .leave: leaveChat()
+        case .drop: dropChat()
+        case .alreadyOut: break
+        }
         writeClose(code)
         phase = .closing
         closeDeadline = now + (waitMillis ?? server.closeTimeoutMillis)

@@ -114,7 +114,7 @@ final class Connection: Socket {
         // A half-close: the peer will read our answers before it goes, so write them first.
         endHTTP()
         guard finishAfterPeerEOF() else { return }
-        if phase != .closing { leaveChat() }
+        if phase != .closing { dropChat() }
         phase = .closing
         if closeDeadline == 0 { closeDeadline = now + server.closeTimeoutMillis }
     }
@@ -134,7 +134,8 @@ final class Connection: Socket {
     }
 
     override func willClose() {
-        leaveChat()
+        // However the socket ends, a member that has not left by a close frame (or been taken out) dropped out.
+        dropChat()
         phase = .closing
         endHTTP()
     }
@@ -163,11 +164,16 @@ final class Connection: Socket {
                 close()
             }
         case .chat, .echo:
-            switch session?.tick(now: now, pingInterval: server.pingIntervalMillis) ?? .none {
+            // A paired version 2 client is pinged sooner, so that a dead connection is noticed (and its chat held)
+            // in seconds rather than a minute.
+            let interval = phase == .chat && server.chat.wantsQuickPings(id)
+                ? min(server.pairedPingIntervalMillis, server.pingIntervalMillis) : server.pingIntervalMillis
+            switch session?.tick(now: now, pingInterval: interval) ?? .none {
             case .idleTimeout:
                 server.metrics.idleTimeouts &+= 1
-                // A peer this quiet will hardly answer our close: do not wait long for it.
-                closeWebSocket(.policyViolation, waitMillis: min(server.closeTimeoutMillis, server.pingIntervalMillis))
+                // A peer this quiet will hardly answer our close: do not wait long for it. Not answering is not
+                // leaving: a version 2 member in a chat is away.
+                closeWebSocket(.policyViolation, waitMillis: min(server.closeTimeoutMillis, interval), chat: .drop)
             case .sendPing:
                 sendPrebuilt(WebSocketSession.pingFrame)
             case .none:
@@ -183,7 +189,7 @@ final class Connection: Socket {
     /// Write what is queued, then send FIN and linger (discarding input) until the peer closes or the deadline passes.
     func finish() {
         guard !isClosed else { return }
-        if phase != .closing { leaveChat() }
+        if phase != .closing { dropChat() }
         phase = .closing
         endHTTP()   // nothing more is parsed; the lingering connection keeps no request buffer
         if closeDeadline == 0 { closeDeadline = now + server.closeTimeoutMillis }
@@ -203,6 +209,13 @@ final class Connection: Socket {
     /// Out of the chat, once, whichever way the connection ends (the service ignores a peer that is not in it).
     func leaveChat() {
         if session != nil { server.chat.leave(id, now: now) }
+    }
+
+    /// The connection ended without a close frame: the chat decides whether that is leaving or being away (B.2).
+    func dropChat() {
+        guard session != nil else { return }
+        server.chat.drop(id, now: now)
+        if server.chat.deadlinesChanged { server.armMatchTimer() }
     }
 }
 

@@ -24,10 +24,16 @@ final class ConnectionTable {
         count += 1
     }
 
-    func remove(_ conn: Connection) {
+    /// `held`: the chat keeps the slot for an away side (B.2) until it releases it (`releaseHeld`).
+    func remove(_ conn: Connection, held: Bool) {
         slots[Int(conn.id.rawValue)] = nil
-        freeSlots.append(conn.id.rawValue)
+        if !held { freeSlots.append(conn.id.rawValue) }
         count -= 1
+    }
+
+    /// The chat let go of a held slot. While the slot's connection is still closing, its `remove` frees it.
+    func releaseHeld(_ id: PeerID) {
+        if slots[Int(id.rawValue)] == nil { freeSlots.append(id.rawValue) }
     }
 
     /// Runs `body` with the connection of a chat peer (the service only names peers that are open).
@@ -78,6 +84,19 @@ struct ConnectionOutbox: ChatOutbox {
         }
     }
 
+    @inline(__always)
+    func relay(escapedText: UnsafeRawBufferPointer, seq: UInt64, to peer: PeerID) -> Int {
+        connections.with(peer) { conn in
+            conn.prepareOutput()
+            ChatEventEncoder.messageFrame(escapedText: escapedText, seq: seq, into: &conn.output)
+            conn.server.metrics.framesOut &+= 1
+            conn.markDirty()
+            return conn.outstandingBytes
+        }
+    }
+
+    func release(_ peer: PeerID) { connections.releaseHeld(peer) }
+
     func close(_ peer: PeerID, _ reason: ChatCloseReason) {
         connections.with(peer) { close($0, reason) }
     }
@@ -89,7 +108,10 @@ struct ConnectionOutbox: ChatOutbox {
             var fields = [("outstanding", String(conn.outstandingBytes))]
             if conn.server.config.logAddresses { fields.append(("addr", conn.address.description)) }
             conn.server.logger.log(.info, "slow consumer closed", fields: fields)
-            conn.closeWebSocket(.policyViolation, dropPending: true, leavingChat: false)
+            conn.closeWebSocket(.policyViolation, dropPending: true, chat: .alreadyOut)
+        case .resumedElsewhere:
+            // Its messages not yet written are kept for the connection that resumed (they were not acknowledged).
+            conn.closeWebSocket(.resumedElsewhere, dropPending: true, chat: .alreadyOut)
         }
     }
 }

@@ -12,6 +12,8 @@ struct Metrics {
     var capacityRejected: UInt64 = 0
     var echoUpgrades: UInt64 = 0
     var chatUpgrades: UInt64 = 0
+    /// Of which version 2 (`uvchat.2`).
+    var chatUpgradesV2: UInt64 = 0
     var idleTimeouts: UInt64 = 0
     var protocolFailures: UInt64 = 0
     /// Close frames by code, bounded: the application range 3000-4999 is one counter (`CloseCodeCounts`).

@@ -4,7 +4,8 @@ import Glibc
 
 /// Renders the counters in the Prometheus text exposition format 0.0.4.
 enum MetricsText {
-    static func render(_ m: Metrics, io: IOCounters, chat: ChatCounters, states: [(String, Int)], draining: Bool) -> String {
+    static func render(_ m: Metrics, io: IOCounters, chat: ChatCounters, states: [(String, Int)], away: Int = 0,
+                       draining: Bool) -> String {
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -28,6 +29,8 @@ enum MetricsText {
         counter("uvchat_sent_frames_total", "WebSocket frames queued for clients.", m.framesOut)
         metric("uvchat_upgrades_total", "counter", "WebSocket upgrades accepted, by endpoint.",
                [("endpoint=\"ws\"", String(m.chatUpgrades)), ("endpoint=\"echo\"", String(m.echoUpgrades))])
+        metric("uvchat_chat_upgrades_by_version_total", "counter", "Chat upgrades (/ws), by protocol version.",
+               [("version=\"1\"", String(m.chatUpgrades &- m.chatUpgradesV2)), ("version=\"2\"", String(m.chatUpgradesV2))])
         counter("uvchat_http_requests_total", "HTTP requests parsed.", m.httpRequests)
         counter("uvchat_http_not_found_total", "Static requests answered 404.", m.httpNotFound)
         counter("uvchat_http_errors_total", "HTTP requests answered with an error status.", m.httpErrors)
@@ -41,6 +44,14 @@ enum MetricsText {
                ChatErrorCode.allCases.map { ("code=\"\($0.wireName)\"", String(chat.refused[$0.index])) })
         counter("uvchat_rate_limit_hits_total", "Messages refused by a rate limit.", chat.rateLimitHits)
         counter("uvchat_slow_consumer_closes_total", "Receivers closed for falling behind the outgoing cap.", chat.slowConsumerCloses)
+        metric("uvchat_away_sides", "gauge", "Version 2 chat sides away now, held for a resume.", [("", String(away))])
+        counter("uvchat_drops_total", "Version 2 clients that dropped out of a chat and were held for a resume.", chat.drops)
+        counter("uvchat_resumes_total", "Chats resumed on a new connection.", chat.resumes)
+        counter("uvchat_resume_failures_total", "Resume attempts refused (resume_failed).", chat.resumeFailures)
+        counter("uvchat_grace_expired_total", "Held chats ended because the grace period ran out.", chat.graceExpired)
+        counter("uvchat_messages_kept_total", "Messages kept for an away partner.", chat.messagesKept)
+        counter("uvchat_messages_replayed_total", "Messages sent again after a resume.", chat.messagesReplayed)
+        counter("uvchat_replay_evicted_total", "Unacknowledged messages forgotten because a connected client did not ack.", chat.replayEvicted)
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
         metric("uvchat_close_codes_sent_total", "counter",
@@ -97,5 +108,5 @@ enum MetricsText {
 }
 
 public enum BuildInfo {
-    public static let version = "0.3.0"
+    public static let version = "0.4.0"
 }

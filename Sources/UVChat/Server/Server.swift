@@ -27,6 +27,7 @@ public final class Server {
     let keepAliveTimeoutMillis: UInt64
     let handshakeTimeoutMillis: UInt64
     let pingIntervalMillis: UInt64
+    let pairedPingIntervalMillis: UInt64
     let trustedProxies: Set<ClientAddress>
     private let httpLimits: HTTPLimits
 
@@ -63,6 +64,7 @@ public final class Server {
         keepAliveTimeoutMillis = configuration.keepAliveTimeout.loopMillis
         handshakeTimeoutMillis = configuration.handshakeTimeout.loopMillis
         pingIntervalMillis = configuration.pingInterval.loopMillis
+        pairedPingIntervalMillis = configuration.pairedPingInterval.loopMillis
         trustedProxies = Set(configuration.trustedProxies)
         httpLimits = HTTPLimits(maxHeadBytes: configuration.maxHeadBytes, maxTargetBytes: configuration.maxTargetBytes,
                                 maxHeaderCount: configuration.maxHeaderCount)
@@ -88,7 +90,8 @@ public final class Server {
         }
         try loop.start()
         timers.append(try loop.repeatingTimer(every: Server.lagProbeMillis) { [unowned self] in tick() })
-        let sweepEvery = max(10, min(1000, min(handshakeTimeoutMillis, pingIntervalMillis, closeTimeoutMillis) / 4))
+        let sweepEvery = max(10, min(1000, min(handshakeTimeoutMillis, pingIntervalMillis, pairedPingIntervalMillis,
+                                               closeTimeoutMillis) / 4))
         timers.append(try loop.repeatingTimer(every: sweepEvery) { [unowned self] in sweep() })
         timers.append(try loop.repeatingTimer(every: config.onlineInterval.loopMillis) { [unowned self] in
             notifier.notify(statusLine())
@@ -185,7 +188,8 @@ public final class Server {
 
     /// From the connection's close callback: the handle is gone, the slot can be reused.
     func connectionClosed(_ conn: Connection) {
-        connections.remove(conn)
+        // An away side's slot stays taken until its chat is resumed or over (B.2).
+        connections.remove(conn, held: conn.session != nil && chat.isHeld(conn.id))
         if isDraining && connections.count == 0 { stopEverything() }
     }
 
@@ -316,7 +320,7 @@ public final class Server {
         let text = MetricsText.render(metrics, io: loop.io, chat: chat.counters,
                                       states: [("http", http), ("queued", queued), ("paired", paired), ("idle", idle),
                                                ("closing", closing)],
-                                      draining: isDraining)
+                                      away: chat.awayCount, draining: isDraining)
         metricsCache.store(text, at: now)
         return text
     }

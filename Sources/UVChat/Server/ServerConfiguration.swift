@@ -19,6 +19,7 @@ public struct ServerConfiguration: Sendable {
     public var outgoingCap = 1024 * 1024         // per connection, bytes queued but not yet written (at most 1 GiB)
     public var pingInterval: Duration = .seconds(30)         // closed 1008 after two unanswered intervals
     public var closeTimeout: Duration = .seconds(5)          // to wait for the peer's close frame / FIN
+    public var pairedPingInterval: Duration = .seconds(5)    // a paired version 2 client: away after two intervals
 
     // Chat
     public var maxTextScalars = 2000
@@ -30,6 +31,7 @@ public struct ServerConfiguration: Sendable {
     public var nextBurst = 10.0
     public var onlineInterval: Duration = .seconds(10)       // between `online` updates (only when changed)
     public var interestTimeout: Duration = .seconds(5)       // before an interest wait falls back to random
+    public var resumeGraceSeconds = 30          // version 2: a dropped client's chat is held this long; 0: no resume
 
     // Abuse limits
     public var maxConnections = 10_000
@@ -69,6 +71,7 @@ public struct ServerConfiguration: Sendable {
         s.addressRatePerSecond = addressRatePerSecond
         s.addressRateBurst = addressRateBurst
         s.rateLimitsEnabled = rateLimitsEnabled
+        s.resumeGraceSeconds = resumeGraceSeconds
         return s
     }
 }

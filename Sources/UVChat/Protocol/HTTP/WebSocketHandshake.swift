@@ -26,9 +26,30 @@ enum WebSocketHandshake {
         Base64.encode(SHA1.hash(Array((key + guid).utf8)))
     }
 
-    static func writeSwitchingProtocols(accept: String, into out: inout [UInt8]) {
+    /// The subprotocol that selects PROTOCOL.md version 2.
+    static let version2Subprotocol = "uvchat.2"
+
+    /// `Sec-WebSocket-Protocol` is a comma-separated token list (RFC 6455 section 4.2.1 item 10), possibly over
+    /// several field lines, which form one list (RFC 9110 section 5.3). Version 2 when `uvchat.2` is offered
+    /// anywhere in it; otherwise version 1, whatever else is offered (we speak no other subprotocol).
+    static func version(_ head: HTTPRequestHead) -> ProtocolVersion {
+        for line in head.headerValues("sec-websocket-protocol") {
+            for item in line.utf8.split(separator: UInt8(ascii: ","))
+            where ASCII.trimmingSpaces(item).elementsEqual(version2Subprotocol.utf8) {
+                return .v2
+            }
+        }
+        return .v1
+    }
+
+    /// The 101. Version 2 echoes the subprotocol it selected; version 1 names none, as before.
+    static func writeSwitchingProtocols(accept: String, version: ProtocolVersion = .v1, into out: inout [UInt8]) {
         out.append(contentsOf: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".utf8)
         out.append(contentsOf: accept.utf8)
+        if version == .v2 {
+            out.append(contentsOf: "\r\nSec-WebSocket-Protocol: ".utf8)
+            out.append(contentsOf: version2Subprotocol.utf8)
+        }
         out.append(contentsOf: "\r\n\r\n".utf8)
     }
 }

@@ -14,6 +14,8 @@ public struct WebSocketCloseCode: RawRepresentable, Equatable, Hashable, Sendabl
     static let messageTooBig = WebSocketCloseCode(rawValue: 1009)
     static let internalError = WebSocketCloseCode(rawValue: 1011)
     static let tryAgainLater = WebSocketCloseCode(rawValue: 1013)
+    /// PROTOCOL.md version 2: this chat was resumed on another connection.
+    static let resumedElsewhere = WebSocketCloseCode(rawValue: 4001)
 
     /// May a peer put this code in its close frame? 1004 is reserved, 1005, 1006 and 1015 only ever describe a
     /// local condition, 1016-2999 are kept for future RFCs, below 1000 and from 5000 are not codes at all.
