@@ -1,7 +1,6 @@
 import Testing
 @testable import UVChat
 
-private func peer(_ n: UInt32) -> PeerID { PeerID(rawValue: n) }
 
 private let second: UInt64 = 1_000_000_000
 
