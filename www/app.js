@@ -1,12 +1,26 @@
 'use strict';
-// The uvchat page: one WebSocket to /ws at a time, speaking PROTOCOL.md version 1. Every text from a person or
-// the server goes in as text (textContent, text nodes), never as HTML.
+// The uvchat page: one WebSocket to /ws at a time, speaking PROTOCOL.md version 2 (subprotocol `uvchat.2`, with the
+// readings of docs/protocol-v2.md). A chat survives a lost connection: the page keeps the chat's token, the last
+// `seq` it showed, its own message numbers and what the server may not have yet in sessionStorage (one chat per
+// tab), reconnects with backoff and resumes. Every text from a person or the server goes in as text
+// (textContent, text nodes), never as HTML.
 (() => {
+  const SUBPROTOCOL = 'uvchat.2';
   const MAX_SCALARS = 2000;      // the server's default message limit, in Unicode scalars
   const INTEREST_WAIT = 5;       // seconds the server waits for a common interest (its default)
   const TYPING_IDLE_MS = 3000;   // we say typing:false after this much quiet
   const TYPING_STALE_MS = 6000;  // a stranger's indicator goes after this much quiet (a lost false)
   const MAX_TAGS = 5;
+  const ACK_EVERY = 16;          // ack at least every 16 messages...
+  const ACK_DELAY_MS = 500;      // ...and at most this long after the first one not acknowledged
+  const PROBE_MS = 3000;         // a ping that nothing answers within this long: the connection is dead
+  const CONFIRM_MS = 1000;       // this long after sending, a ping; its pong settles everything sent before it
+  const QUIET_MS = 15000;        // while in a chat, a ping after this long without a frame
+  const GREETING_MS = 10000;     // a socket that says nothing (no `online`) this long after we open it is dead
+  const RESEND_BURST = 8;        // after a resume, re-sent messages beyond this many go out at...
+  const RESEND_GAP_MS = 125;     // ...one per this long (under the server's 10 a second)
+  const KEEP_LINES = 400;        // log lines kept in sessionStorage, so that a reloaded tab shows them
+  const STORE = 'uvchat.chat';
   const NAME = 'uvchat';
 
   const $ = (id) => document.getElementById(id);
@@ -15,20 +29,67 @@
   const counter = $('counter'), onlineEl = $('online'), tagInput = $('interest-input'), tagList = $('tags');
   const countdownEl = $('countdown'), jumpBtn = $('jump'), soundBox = $('sound'), changeBtn = $('change');
 
-  let ws = null;             // the one socket, or null
-  let state = 'start';       // start | connecting | waiting | paired | idle | lost
+  let ws = null;             // the one socket we listen to, or null
+  let stale = [];            // sockets given up for dead (a probe went unanswered); closed once a new one is settled
+  let state = 'start';       // start | connecting | waiting | paired | resuming | idle | lost
   let wanted = false;        // the person wants to be queued or chatting (so a lost socket is retried)
   let interests = [];
   let confirming = false;    // the Stop -> Really? step
-  let attempt = 0;           // failed connects since the last open socket
-  let reconnectTimer = 0, countdownTimer = 0, typingTimer = 0, strangerTimer = 0;
-  let lostChat = false;      // a chat ended because the connection was lost
-  let lastSent = null;       // the last message sent, to restore if the server refuses it
+  let attempt = 0;           // failed connects since the last socket that greeted us
+  let reconnectTimer = 0, countdownTimer = 0, typingTimer = 0, strangerTimer = 0, awayTimer = 0;
+  let lastSent = null;       // the last message sent: { entry, item, text }, to mark if the server refuses it
   let typingSent = false;
-  let leftAt = 0;            // when the last partner_left came
-  let transcript = [];
+  let partnerAway = false;
   let unread = 0;
   const baseTitle = document.title;
+
+  // The chat, as kept in sessionStorage: null when there is none to resume.
+  //   token, grace: from `paired`/`resumed`; lastSeq: the last `seq` shown; nextId: the id of our next message;
+  //   unconfirmed: [{ id, text }] sent (or to be sent) that the server may not have; hello: what the status says.
+  let chat = null;
+  let lines = [];            // the log, as [{ k: class, w: who, b: body, id }] (also the saved transcript)
+  let head = '';             // the transcript's first line
+  const items = new Map();   // message id -> its <li> in the log
+
+  // Per socket.
+  let greeted = false;       // its first frame (`online`) came, and we sent our first command
+  let resuming = false;      // `resume` sent, no answer yet
+  let sentMax = 0;           // the highest message id sent on this socket
+  let pings = [];            // for each ping not answered yet, sentMax when it went out
+  let outbox = [];           // unconfirmed entries waiting to go out on this socket, in order
+  let burst = Infinity;      // how many of them may go out at once; the rest are paced
+  let ackedSeq = 0, unacked = 0;
+  let ackTimer = 0, probeTimer = 0, confirmTimer = 0, pumpTimer = 0, greetTimer = 0, lastFrameAt = 0;
+
+  // ---- sessionStorage: one chat per tab ----
+  function save() {
+    try {
+      if (!chat) { sessionStorage.removeItem(STORE); return; }
+      sessionStorage.setItem(STORE, JSON.stringify({ chat, interests, head, lines: lines.slice(-KEEP_LINES) }));
+    } catch { /* storage off or full: the chat still works, it just cannot survive a reload */ }
+  }
+  function load() {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(STORE) || 'null');
+      if (!s || !s.chat || typeof s.chat.token !== 'string' || !s.chat.token) return null;
+      const c = s.chat;
+      return {
+        chat: { token: c.token, grace: Number(c.grace) || 30, lastSeq: Math.max(0, Math.floor(Number(c.lastSeq) || 0)),
+                nextId: Math.max(1, Math.floor(Number(c.nextId) || 1)), hello: String(c.hello || ''),
+                unconfirmed: Array.isArray(c.unconfirmed) ? c.unconfirmed.filter((u) => u && Number.isInteger(u.id) && typeof u.text === 'string') : [] },
+        interests: Array.isArray(s.interests) ? s.interests.map(String).slice(0, MAX_TAGS) : [],
+        head: String(s.head || ''),
+        lines: Array.isArray(s.lines) ? s.lines.filter((e) => e && typeof e.b === 'string') : [],
+      };
+    } catch { return null; }
+  }
+  function endChat() {
+    chat = null;
+    outbox = [];
+    items.clear();
+    setAway(false);
+    save();
+  }
 
   // ---- interests as removable tags ----
   function addTags(raw) {
@@ -76,24 +137,46 @@
   // ---- the log ----
   function nearBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 48; }
   function toBottom() { log.scrollTop = log.scrollHeight; jumpBtn.hidden = true; }
-  function line(kind, who, body) {
+  function render(entry) {
     const stick = nearBottom();
     const li = document.createElement('li');
-    li.className = kind;
-    if (who) {
+    li.className = entry.k;
+    if (entry.w) {
       const w = document.createElement('span');
       w.className = 'who';
-      w.textContent = who + ':';
+      w.textContent = entry.w + ':';
       li.append(w, ' ');
     }
-    li.append(body);
+    li.append(entry.b);
     log.append(li);
-    transcript.push((who ? who + ': ' : '') + body);
+    if (entry.id) items.set(entry.id, li);
     // Stay put while the person has scrolled up to read; offer a way down instead.
-    if (stick || kind === 'you') toBottom(); else jumpBtn.hidden = false;
+    if (stick || entry.k.startsWith('you')) toBottom(); else jumpBtn.hidden = false;
     return li;
   }
+  function line(kind, who, body, id) {
+    const entry = { k: kind, w: who, b: body };
+    if (id) entry.id = id;
+    lines.push(entry);
+    const li = render(entry);
+    save();
+    return { entry, item: li };
+  }
   function note(body, kind) { return line('note' + (kind ? ' ' + kind : ''), '', body); }
+  function mark(sent, suffix) {   // a message of ours the server did not take
+    sent.entry.k += ' refused';
+    sent.entry.b += suffix;
+    sent.item.classList.add('refused');
+    sent.item.classList.remove('queued');
+    sent.item.append(suffix);
+    save();
+  }
+  function clearLog() {
+    log.textContent = '';
+    lines = [];
+    items.clear();
+    head = NAME + ' conversation, ' + new Date().toLocaleString();
+  }
   log.addEventListener('scroll', () => { if (nearBottom()) jumpBtn.hidden = true; });
   jumpBtn.addEventListener('click', () => { toBottom(); log.focus(); });
 
@@ -105,7 +188,7 @@
     state = s;
     app.dataset.state = s;
     confirming = false;
-    sendBtn.disabled = s !== 'paired';
+    sendBtn.disabled = s !== 'paired' && s !== 'resuming';
     nextBtn.classList.remove('confirm');
     nextBtn.textContent = wanted ? 'Stop' : 'New';
     nextBtn.classList.toggle('new', !wanted);
@@ -118,24 +201,37 @@
     if (tagInput.value.trim()) { addTags(tagInput.value); tagInput.value = ''; }
     startPane.hidden = true;
     chatPane.hidden = false;
-    lostChat = false;
     wanted = true;
     attempt = 0;
     connect();
     text.focus();
   }
 
+  // ---- the socket ----
   function connect() {
     clearTimeout(reconnectTimer);
     if (ws) return;
-    setState('connecting');
-    setStatus(attempt ? 'Reconnecting…' : 'Connecting…');
+    if (chat) {
+      setState('resuming');
+    } else {
+      setState('connecting');
+      setStatus(attempt ? 'Connection lost, reconnecting…' : 'Connecting…');
+    }
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const q = interests.length ? '?interests=' + interests.map(encodeURIComponent).join(',') : '';
-    const sock = new WebSocket(scheme + '//' + location.host + '/ws' + q);
+    const sock = new WebSocket(scheme + '//' + location.host + '/ws', [SUBPROTOCOL]);
     ws = sock;
-    sock.onopen = () => { if (ws === sock) attempt = 0; };
-    sock.onmessage = (ev) => { if (ws === sock) onEvent(ev.data); };
+    greeted = false;
+    resuming = false;
+    sentMax = 0;
+    pings = [];
+    outbox = [];
+    burst = Infinity;
+    ackedSeq = chat ? chat.lastSeq : 0;
+    unacked = 0;
+    lastFrameAt = Date.now();
+    clearTimeout(greetTimer);
+    greetTimer = setTimeout(() => { if (ws === sock && !greeted) abandon(); }, GREETING_MS);
+    sock.onmessage = (ev) => { if (ws === sock) onFrame(ev.data); };
     sock.onclose = (ev) => { if (ws === sock) onLost(ev.code); };
   }
 
@@ -144,30 +240,180 @@
     return false;
   }
 
+  // The first frame is `online`; our first command follows it: `resume` when there is a chat to go back to,
+  // else `start` when the person wants to meet someone.
+  function greet() {
+    greeted = true;
+    attempt = 0;
+    clearTimeout(greetTimer);
+    if (chat) {
+      resuming = true;
+      send({ type: 'resume', token: chat.token, seq: chat.lastSeq });
+    } else {
+      closeStale();
+      if (wanted) sendStart();
+    }
+  }
+  function sendStart() { send({ type: 'start', interests: interests.slice(), images: false }); }
+  function closeStale() {
+    for (const s of stale) try { s.close(); } catch { /* already gone */ }
+    stale = [];
+  }
+
+  function stopSocketTimers() {
+    for (const t of [ackTimer, probeTimer, confirmTimer, pumpTimer, greetTimer]) clearTimeout(t);
+    ackTimer = probeTimer = confirmTimer = pumpTimer = greetTimer = 0;
+  }
+
+  // Give up on a socket that does not answer. It is not closed now: a close frame that did get through would
+  // end the chat (a leave), while the server takes a socket that just went silent for a drop and holds the chat.
+  // If it is still open on the server's side, our resume on a new socket closes it (4001).
+  function abandon() {
+    const s = ws;
+    if (!s) return;
+    ws = null;
+    if (s.readyState === WebSocket.CONNECTING) try { s.close(); } catch { /* gone */ } else stale.push(s);
+    onLost(1006);
+  }
+
   function onLost(code) {
     ws = null;
+    stopSocketTimers();
+    const was = state;
+    greeted = false;
+    resuming = false;
     typingSent = false;
+    clearTimeout(typingTimer);
     onlineEl.textContent = '–';   // unknown until we are back
-    // A server going away (1001) ends every chat at once; it sends no partner_left then, but a partner_left that
-    // came just before the 1001 is the same loss: treat that chat like our own lost one and come back with the person.
-    if (state === 'paired' || (state === 'idle' && code === 1001 && Date.now() - leftAt < 3000)) {
-      lostChat = true;
+    if (code === 4001) {
+      // This chat was resumed on another connection: a duplicated tab took it (it copied our sessionStorage).
+      // That tab has it now; this one stops, and does not come back on its own.
+      endChat();
+      wanted = false;
+      setState('idle');
+      setStatus('This chat continued in another tab.');
+      note('This chat continued in another tab.', 'alert');
+      return;
+    }
+    if (chat) {   // a drop, not a leave: the server holds the chat for its grace period
       wanted = true;
-      note('Connection lost. This chat has ended.', 'alert');
+      setState('resuming');
+      setStatus('Connection lost, reconnecting…');
+      if (was === 'paired') note('Connection lost, reconnecting…', 'alert');
+      retry(Math.max(2000, chat.grace * 1000 / 4));   // several tries within the grace period
+      return;
     }
     setState('lost');
     if (!wanted) {   // not looking for anyone: reconnecting would queue them unasked
       setStatus('Connection lost. Press New to reconnect.');
       return;
     }
-    setStatus('Connection lost. Reconnecting…');
+    setStatus('Connection lost, reconnecting…');
+    retry(15000);
+  }
+  function retry(cap) {
     // Exponential backoff with ±30% jitter: a restarted server is not hit by everyone at once.
-    const delay = Math.min(15000, 500 * 2 ** attempt) * (0.7 + Math.random() * 0.6);
+    const delay = Math.min(cap, 500 * 2 ** attempt) * (0.7 + Math.random() * 0.6);
     attempt += 1;
+    clearTimeout(reconnectTimer);
     reconnectTimer = setTimeout(connect, delay);
   }
-  // Back online (laptop woke up, Wi-Fi returned): try at once instead of waiting out the backoff.
-  window.addEventListener('online', () => { if (state === 'lost' && wanted) { attempt = 0; connect(); } });
+
+  // ---- is the connection still there? ----
+  // After a sleep or a network change a socket can look open and be dead. A `ping` asks; the server answers
+  // `pong`, and any frame at all proves the way back works. No answer within PROBE_MS: a new socket, and resume.
+  function ping() {
+    if (!greeted || !send({ type: 'ping' })) return;
+    pings.push(sentMax);
+    if (!probeTimer) probeTimer = setTimeout(() => { probeTimer = 0; abandon(); }, PROBE_MS);
+  }
+  function probe() {
+    if (!ws) {
+      if (wanted && (state === 'lost' || state === 'resuming')) { attempt = 0; connect(); }
+      return;
+    }
+    if (!greeted) {   // a connect begun while offline may hang: begin again now
+      const s = ws;
+      ws = null;
+      try { s.close(); } catch { /* gone */ }
+      stopSocketTimers();
+      attempt = 0;
+      connect();
+      return;
+    }
+    if (!probeTimer) ping();
+  }
+  window.addEventListener('online', probe);
+  let hiddenAt = 0, tickAt = Date.now();
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) { hiddenAt = Date.now(); return; }
+    unread = 0;
+    document.title = baseTitle;
+    if (hiddenAt && Date.now() - hiddenAt > 5000) probe();
+  });
+  setInterval(() => {
+    const now = Date.now();
+    if (now - tickAt > 6000) probe();   // the timers stood still: the machine slept
+    else if ((state === 'paired' || resuming) && greeted && now - lastFrameAt > QUIET_MS && !probeTimer) ping();
+    tickAt = now;
+  }, 2000);
+
+  // ---- acknowledgements ----
+  function received() {
+    unacked += 1;
+    if (unacked >= ACK_EVERY) sendAck();
+    else if (!ackTimer) ackTimer = setTimeout(sendAck, ACK_DELAY_MS);
+  }
+  function sendAck() {
+    clearTimeout(ackTimer);
+    ackTimer = 0;
+    unacked = 0;
+    if (chat && chat.lastSeq > ackedSeq && send({ type: 'ack', seq: chat.lastSeq })) ackedSeq = chat.lastSeq;
+  }
+
+  // ---- our messages: numbered, kept until the server surely has them ----
+  function queue(u) { outbox.push(u); pump(); }
+  function pump() {
+    clearTimeout(pumpTimer);
+    pumpTimer = 0;
+    while (outbox.length && state === 'paired' && !resuming) {
+      if (burst <= 0) { pumpTimer = setTimeout(() => { burst = 1; pump(); }, RESEND_GAP_MS); return; }
+      const u = outbox[0];
+      if (!send({ type: 'message', text: u.text, id: u.id })) return;
+      outbox.shift();
+      if (!u.sent) { u.sent = true; save(); }
+      burst -= 1;
+      sentMax = u.id;
+      const li = items.get(u.id);
+      if (li) li.classList.remove('queued');
+      if (!confirmTimer) confirmTimer = setTimeout(() => { confirmTimer = 0; ping(); }, CONFIRM_MS);
+    }
+    if (!outbox.length) burst = Infinity;
+  }
+  // The server processes one socket's frames in order, so a pong means it has dealt with (kept, relayed or
+  // refused) every message sent before the ping.
+  function settled(upTo) {
+    if (!chat) return;
+    const before = chat.unconfirmed.length;
+    chat.unconfirmed = chat.unconfirmed.filter((u) => u.id > upTo);
+    if (chat.unconfirmed.length !== before) save();
+  }
+
+  // ---- the partner is away ----
+  function setAway(on, grace) {
+    partnerAway = on;
+    clearInterval(awayTimer);
+    countdownEl.hidden = true;
+    if (!on) return;
+    let left = Math.max(0, Math.round(grace));
+    const tick = () => {
+      countdownEl.textContent = left + ' s left';
+      countdownEl.hidden = false;
+      if (left > 0) left -= 1;
+    };
+    tick();
+    awayTimer = setInterval(tick, 1000);
+  }
 
   function startCountdown() {
     stopCountdown();
@@ -187,48 +433,106 @@
     tick();
     countdownTimer = setInterval(tick, 1000);
   }
-  function stopCountdown() { clearInterval(countdownTimer); countdownEl.hidden = true; }
+  function stopCountdown() { clearInterval(countdownTimer); if (!partnerAway) countdownEl.hidden = true; }
 
-  function onEvent(data) {
+  function helloText(m) {
+    const common = Array.isArray(m.common) ? m.common.map(String) : [];
+    return common.length ? 'You both like ' + common.join(', ') + '.' : "You're now chatting with a random stranger.";
+  }
+
+  function onFrame(data) {
+    lastFrameAt = Date.now();
+    clearTimeout(probeTimer);   // the way back works
+    probeTimer = 0;
     let m;
     try { m = JSON.parse(data); } catch { return; }
+    if (!m || typeof m !== 'object') return;
     switch (m.type) {
       case 'online':
-        onlineEl.textContent = String(m.count);
+        onlineEl.textContent = String(Number(m.count) || 0);
+        if (!greeted) greet();
+        break;
+      case 'pong':
+        if (pings.length) settled(pings.shift());
         break;
       case 'waiting':
         setState('waiting');
-        setNotice(lostChat ? 'Your previous chat ended when the connection was lost.' : '');
+        setNotice('');
         startCountdown();
         break;
       case 'paired': {
-        log.textContent = '';
-        transcript = [NAME + ' conversation, ' + new Date().toLocaleString()];
+        clearLog();
         lastSent = null;
+        setAway(false);
+        const hello = helloText(m);
+        chat = { token: String(m.token || ''), grace: Number(m.grace) || 30, lastSeq: 0, nextId: 1, unconfirmed: [], hello };
+        if (!chat.token) chat = null;   // nothing to resume with
+        ackedSeq = 0;
+        unacked = 0;
         setState('paired');
-        const common = Array.isArray(m.common) ? m.common.map(String) : [];
-        const hello = common.length ? 'You both like ' + common.join(', ') + '.' : "You're now chatting with a random stranger.";
         setStatus(hello);
-        note(hello + ' Say hi!');
-        if (lostChat) setNotice('Your previous chat ended when the connection was lost.');
-        else if (m.random && interests.length) setNotice('No one shared your interests in time, so you were matched with a random stranger.');
+        note(hello + ' Say hi!');   // also saves the chat
+        if (!chat) save();
+        if (m.random && interests.length) setNotice('No one shared your interests in time, so you were matched with a random stranger.');
         else setNotice('');
-        lostChat = false;
         attention('New stranger');
         if (!('ontouchstart' in window)) text.focus();   // no keyboard popping up on a phone
         break;
       }
-      case 'message':
-        strangerTyping(false);
-        line('them', 'Stranger', String(m.text));
-        attention('New message');
+      case 'resumed': {
+        if (!chat) break;
+        resuming = false;
+        closeStale();
+        chat.token = String(m.token || chat.token);
+        chat.grace = Number(m.grace) || chat.grace;
+        if (Array.isArray(m.common)) chat.hello = helloText(m);
+        // The server has every message up to `id`; the rest go again, in order, with the same ids.
+        const got = Number(m.id) || 0;
+        settled(got);
+        save();
+        setAway(false);   // a partner_away follows when the partner is away too
+        setState('paired');
+        setStatus(chat.hello);
+        setNotice('');
+        note('Reconnected. The chat goes on.');
+        outbox = chat.unconfirmed.slice();
+        burst = RESEND_BURST;
+        pump();
+        if (document.activeElement === document.body && !('ontouchstart' in window)) text.focus();
         break;
+      }
+      case 'message': {
+        const seq = Number(m.seq);
+        if (chat && Number.isInteger(seq) && seq > 0) {
+          if (seq <= chat.lastSeq) break;   // shown already (a replay we had): never twice
+          chat.lastSeq = seq;
+        }
+        strangerTyping(false);
+        line('them', 'Stranger', String(m.text));   // saved (with lastSeq) before it is acknowledged
+        attention('New message');
+        received();
+        break;
+      }
       case 'typing':
-        strangerTyping(m.active === true && state === 'paired');
+        strangerTyping(m.active === true && state === 'paired' && !partnerAway);
+        break;
+      case 'partner_away': {
+        const grace = Math.max(0, Number(m.grace) || 0);
+        strangerTyping(false);
+        setAway(true, grace);
+        setStatus("Stranger's connection dropped; waiting up to " + Math.round(grace) + ' s.');
+        note("Stranger's connection dropped; waiting up to " + Math.round(grace) + ' s for them to come back.', 'alert');
+        break;
+      }
+      case 'partner_back':
+        setAway(false);
+        if (chat) setStatus(chat.hello);
+        note('Stranger is back.');
+        attention('Stranger is back');
         break;
       case 'partner_left':
+        endChat();
         wanted = false;
-        leftAt = Date.now();
         typingSent = false;
         clearTimeout(typingTimer);
         setState('idle');
@@ -238,25 +542,54 @@
         if (document.activeElement !== text) nextBtn.focus();
         break;
       case 'error':
-        refused(m.code, String(m.message || ''));
+        onError(String(m.code || ''), String(m.message || ''));
         break;
     }
+  }
+
+  function onError(code, message) {
+    if (resuming && code === 'rate_limited') {   // the resume itself was refused for now: ask again shortly
+      setTimeout(() => { if (resuming && chat) send({ type: 'resume', token: chat.token, seq: chat.lastSeq }); }, 2000);
+      return;
+    }
+    if (code === 'resume_failed') {
+      if (!resuming) return;   // never sent while in a chat; nothing to undo
+      resuming = false;
+      closeStale();
+      // What never reached any socket surely was not delivered.
+      if (chat) for (const u of chat.unconfirmed) {
+        const li = items.get(u.id);
+        const entry = lines.find((e) => e.id === u.id);
+        if (li && entry && !u.sent) mark({ item: li, entry }, ' (not sent)');
+      }
+      endChat();
+      wanted = false;
+      setState('idle');
+      setStatus('The chat ended while you were away.');
+      note('The chat ended while you were away. Press New to meet someone else.', 'alert');
+      if (document.activeElement !== text) nextBtn.focus();
+      return;
+    }
+    refused(code, message);
   }
 
   // The server answers only refusals, in order; the most recent message is the one it refused.
   function refused(code, message) {
     const why = { too_long: 'Your message is too long.', rate_limited: 'You are sending messages too fast. Wait a moment.',
-                  not_paired: "You're not chatting with anyone right now.", bad_request: 'The server did not understand that.' }[code] || message;
+                  not_paired: "You're not chatting with anyone right now.", bad_request: 'The server did not understand that.',
+                  partner_away: "Stranger's connection dropped and too much is already waiting for them." }[code] || message;
     if (lastSent && code !== 'bad_request') {
-      lastSent.item.classList.add('refused');
-      lastSent.item.append(' (not sent)');
-      // What the person typed is never lost: it goes back into the box, before anything typed since.
-      const t = lastSent.text;
-      if (!text.value) text.value = t; else if (!text.value.startsWith(t)) text.value = t + '\n' + text.value;
+      const sent = lastSent;
       lastSent = null;
+      if (chat) chat.unconfirmed = chat.unconfirmed.filter((u) => u.id !== sent.entry.id);
+      mark(sent, code === 'partner_away' ? ' (not delivered)' : ' (not sent)');
+      // What the person typed is never lost: it goes back into the box, before anything typed since.
+      const t = sent.text;
+      if (!text.value) text.value = t;
+      else if (code !== 'partner_away' && !text.value.startsWith(t)) text.value = t + '\n' + text.value;
       updateCounter();
     }
-    note('Not sent: ' + why, 'refused');
+    note((code === 'partner_away' ? 'Not delivered: ' : 'Not sent: ') + why, 'refused');
   }
 
   // ---- typing ----
@@ -291,11 +624,20 @@
   function submit() {
     const t = text.value;
     if (!t.trim()) return;
-    if (state !== 'paired') { note("You're not chatting with anyone right now. Your message is still in the box.", 'refused'); return; }
+    if (!chat || (state !== 'paired' && state !== 'resuming')) {
+      note("You're not chatting with anyone right now. Your message is still in the box.", 'refused');
+      return;
+    }
     const n = scalars(t);
     if (n > MAX_SCALARS) { note('Your message is too long (' + n + ' / ' + MAX_SCALARS + '). Shorten it and send again.', 'refused'); return; }
-    if (!send({ type: 'message', text: t })) { note('Not connected. Your message is still in the box.', 'refused'); return; }
-    lastSent = { text: t, item: line('you', 'You', t) };
+    // Shown at once; kept (and saved) until the server surely has it; sent now, or after the resume.
+    const u = { id: chat.nextId, text: t };
+    chat.nextId += 1;
+    chat.unconfirmed.push(u);
+    const sent = line('you', 'You', t, u.id);
+    lastSent = { entry: sent.entry, item: sent.item, text: t };
+    if (state === 'paired' && !resuming) queue(u);
+    if (!u.sent) sent.item.classList.add('queued');   // not on its way yet: it goes after the resume
     text.value = '';
     stopTyping();
     updateCounter();
@@ -318,16 +660,23 @@
       stopTyping();
       wanted = false;
       const was = state;
-      if (was === 'connecting' || was === 'lost') {
+      if (was === 'connecting' || was === 'lost' || was === 'resuming') {
+        // A close frame is a leave: the server ends a chat it holds for us at once.
         const s = ws;
         ws = null;
+        stopSocketTimers();
         clearTimeout(reconnectTimer);
         if (s) s.close();
+        closeStale();
+        const hadChat = !!chat;
+        endChat();
         setState('lost');
+        if (hadChat) note('You have disconnected.', 'alert');
         setStatus('Stopped. Press New to look again.');
         return;
       }
       send({ type: 'stop' });
+      endChat();
       setState('idle');
       if (was === 'paired') {
         note('You have disconnected.', 'alert');
@@ -340,8 +689,8 @@
     // New, with the same interests: the same socket when it is open, else a fresh one.
     wanted = true;
     setNotice('');
-    if (ws && ws.readyState === WebSocket.OPEN) {
-      send({ type: 'next' });
+    if (ws && ws.readyState === WebSocket.OPEN && greeted) {
+      sendStart();
       setState('waiting');
       startCountdown();
     } else {
@@ -361,8 +710,11 @@
   changeBtn.addEventListener('click', () => {
     const s = ws;
     ws = null;
+    stopSocketTimers();
     clearTimeout(reconnectTimer);
     if (s) s.close();
+    closeStale();
+    endChat();
     setState('start');
     setNotice('');
     chatPane.hidden = true;
@@ -378,9 +730,6 @@
     document.title = '(' + unread + ') ' + what + ' – ' + NAME;
     if (soundBox.checked) beep();
   }
-  document.addEventListener('visibilitychange', () => {
-    if (!document.hidden) { unread = 0; document.title = baseTitle; }
-  });
   let audio = null;
   function beep() {
     try {
@@ -403,8 +752,8 @@
 
   // ---- save the conversation, in the browser only ----
   $('save').addEventListener('click', () => {
-    const lines = transcript.length ? transcript : [NAME + ': nothing said yet'];
-    const blob = new Blob([lines.join('\n') + '\n'], { type: 'text/plain;charset=utf-8' });
+    const body = lines.length ? [head, ...lines.map((e) => (e.w ? e.w + ': ' : '') + e.b)] : [NAME + ': nothing said yet'];
+    const blob = new Blob([body.join('\n') + '\n'], { type: 'text/plain;charset=utf-8' });
     const a = document.createElement('a');
     const d = new Date(), pad = (n) => String(n).padStart(2, '0');
     a.download = NAME + '-' + d.getFullYear() + pad(d.getMonth() + 1) + pad(d.getDate()) + '-' + pad(d.getHours()) + pad(d.getMinutes()) + '.txt';
@@ -428,8 +777,6 @@
   }
 
   $('start-button').addEventListener('click', start);
-  renderTags();
-  updateCounter();
   // The start screen shows how many people are online (GET /online: joining /ws would queue at once).
   let onlineTimer = 0;
   async function refreshOnline() {
@@ -441,5 +788,28 @@
     } catch { /* offline: the count stays as it was */ }
     onlineTimer = setTimeout(refreshOnline, 10000);
   }
-  refreshOnline();
+
+  // A reloaded tab with a chat in its sessionStorage goes straight back to it.
+  const kept = load();
+  if (kept) {
+    chat = kept.chat;
+    interests = kept.interests;
+    head = kept.head || NAME + ' conversation, ' + new Date().toLocaleString();
+    lines = kept.lines;
+    const waiting = new Set(chat.unconfirmed.filter((u) => !u.sent).map((u) => u.id));
+    for (const e of lines) { const li = render(e); if (e.id && waiting.has(e.id)) li.classList.add('queued'); }
+    toBottom();
+    startPane.hidden = true;
+    chatPane.hidden = false;
+    wanted = true;
+    renderTags();
+    updateCounter();
+    connect();
+    setStatus('Reconnecting to your chat…');
+  } else {
+    try { sessionStorage.removeItem(STORE); } catch { /* storage off */ }
+    renderTags();
+    updateCounter();
+    refreshOnline();
+  }
 })();

@@ -123,4 +123,28 @@ private let badRequest = HandshakeRejection(status: .badRequest)
             != HandshakeRejection(status: .badRequest, extraHeaders: [("A", "2")]))
         #expect(HandshakeRejection(status: .badRequest) != HandshakeRejection(status: .upgradeRequired))
     }
+
+    @Test func uvchat2AnywhereInTheSubprotocolListSelectsVersion2() {
+        let cases: [([String], ProtocolVersion)] = [
+            ([], .v1), (["chat, superchat"], .v1), (["uvchat.2"], .v2), (["foo , uvchat.2"], .v2),
+            (["foo", " uvchat.2 "], .v2), (["uvchat.2x"], .v1), (["UVCHAT.2"], .v1), (["uvchat.1,uvchat"], .v1),
+        ]
+        for (values, expected) in cases {
+            var fields = exampleFields.filter { $0.0 != "Sec-WebSocket-Protocol" }
+            for v in values { fields.append(("Sec-WebSocket-Protocol", v)) }
+            guard let head = request(fields: fields) else {
+                Issue.record("no head for \(values)")
+                continue
+            }
+            #expect(WebSocketHandshake.version(head) == expected, "\(values)")
+        }
+    }
+
+    @Test func the101EchoesTheSubprotocolOnlyForVersion2() {
+        var v1: [UInt8] = [], v2: [UInt8] = []
+        WebSocketHandshake.writeSwitchingProtocols(accept: "x", into: &v1)
+        WebSocketHandshake.writeSwitchingProtocols(accept: "x", version: .v2, into: &v2)
+        #expect(!String(decoding: v1, as: UTF8.self).contains("Sec-WebSocket-Protocol"))
+        #expect(String(decoding: v2, as: UTF8.self).hasSuffix("Sec-WebSocket-Accept: x\r\nSec-WebSocket-Protocol: uvchat.2\r\n\r\n"))
+    }
 }

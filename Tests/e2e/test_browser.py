@@ -2,99 +2,19 @@
 uvchatd: what a new user does, from Start to Stop, plus safety, accessibility and screenshots."""
 import importlib.util
 import os
-import shutil
 import time
 import urllib.request
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
+from browser_helpers import (SOCKET_SPY, TITLE, browsers, el, is_paired, log_text, paired_pair,  # noqa: F401
+                             say, start, status, typing, wait)
 from conftest import ROOT, Server
 
 SHOTS = os.path.join(ROOT, ".build", "screenshots")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 IMPACTS = ("serious", "critical")
-TITLE = "uvchat – talk to strangers"
-
-
-@pytest.fixture
-def browsers():
-    drivers = []
-
-    def make(width=1280, height=800, scheme=None):
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM   # Debian's build: selenium-manager never downloads a browser
-        for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                    "--lang=en-US", "--window-size=1280,900"]:
-            opts.add_argument(arg)
-        d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-        d.set_page_load_timeout(15)
-        drivers.append(d)
-        # The viewport itself, not the window, has the asked-for size (a headless window has no chrome to
-        # subtract, and a desktop window cannot be made 360 px wide).
-        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                          {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
-        if scheme:
-            d.execute_cdp_cmd("Emulation.setEmulatedMedia",
-                              {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
-        return d
-
-    yield make
-    for d in drivers:
-        d.quit()
-
-
-def wait(driver, predicate, timeout=8, what="condition"):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: predicate(d), message=what)
-
-
-def el(d, id_):
-    return d.find_element(By.ID, id_)
-
-
-def start(d, server, interests=()):
-    d.get(server.http + "/")
-    box = el(d, "interest-input")
-    for tag in interests:
-        box.send_keys(tag, Keys.ENTER)
-    el(d, "start-button").click()
-
-
-def status(d):
-    return el(d, "status").text
-
-
-def log_text(d):
-    return el(d, "log").text
-
-
-def typing(d):
-    return el(d, "typing").text
-
-
-def is_paired(d):
-    return d.find_element(By.ID, "app").get_attribute("data-state") == "paired"
-
-
-def paired_pair(browsers, server, interests=((), ()), **kw):
-    a, b = browsers(**kw), browsers(**kw)
-    start(a, server, interests[0])
-    wait(a, lambda d: "Looking" in status(d), what="a waiting")
-    start(b, server, interests[1])
-    for d in (a, b):
-        wait(d, is_paired, what="paired")
-    return a, b
-
-
-def say(d, text):
-    box = el(d, "text")
-    box.send_keys(text)
-    box.send_keys(Keys.ENTER)
 
 
 def test_two_browsers_pair_and_talk_both_ways(browsers, server):
@@ -151,14 +71,24 @@ def test_escape_twice_ends_the_chat_and_new_pairs_again(browsers, server):
     assert "Stranger has disconnected." in log_text(b)
     assert "You have disconnected." in log_text(a)
     assert el(a, "next").text == "New" and el(b, "next").text == "New"
-    # New on both sides (a by Esc, b by the button) on the same sockets: they meet again with a fresh log.
+    # New on both sides (a by Esc, b by the button) on the same sockets: both look again. Version 2 never pairs
+    # them with each other again (repeat partners, PROTOCOL.md B.1); a newcomer meets a (the longest waiting),
+    # with a fresh log.
     body.send_keys(Keys.ESCAPE)
+    wait(a, lambda d: "Looking" in status(d), what="a looks again")
     el(b, "next").click()
+    wait(b, lambda d: "Looking" in status(d), what="b looks again")
     for d in (a, b):
-        wait(d, is_paired, what="paired again")
         assert el(d, "next").text == "Stop"
+    time.sleep(0.5)
+    assert not is_paired(a) and not is_paired(b)
+    c = browsers()
+    start(c, server)
+    for d in (a, c):
+        wait(d, is_paired, what="a meets the newcomer")
     assert "You have disconnected." not in log_text(a)
-    say(b, "again")
+    assert not is_paired(b)
+    say(c, "again")
     wait(a, lambda d: "Stranger: again" in log_text(d))
 
 
@@ -228,7 +158,7 @@ def test_csp_header_and_no_third_party_requests(browsers, server):
     wait(d, lambda d: "Looking" in status(d))
     assert d.execute_script("return window.__csp") == []
     size = sum(os.path.getsize(os.path.join(ROOT, "www", f)) for f in os.listdir(os.path.join(ROOT, "www")))
-    assert size < 30_000
+    assert size < 48_000   # version 2 (resume, acks, a reload that keeps the chat) made app.js about 15 KB larger
 
 
 def test_title_changes_while_the_tab_is_hidden(browsers, server):
@@ -314,25 +244,6 @@ def test_save_transcript_downloads_a_text_file(browsers, server, tmp_path):
     assert "You: hello there\nStranger: hi <b>you</b>\n" in body
 
 
-# Runs before the page's own script (CDP injection is not subject to the page's CSP): records when each
-# WebSocket is made and how many are alive at once.
-SOCKET_SPY = """
-(() => {
-  const Real = window.WebSocket;
-  window.__ws = { made: [], live: 0, maxLive: 0 };
-  window.WebSocket = function (url) {
-    const s = new Real(url);
-    __ws.made.push(performance.now());
-    __ws.live += 1;
-    __ws.maxLive = Math.max(__ws.maxLive, __ws.live);
-    s.addEventListener('close', () => { __ws.live -= 1; });
-    return s;
-  };
-  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
-})();
-"""
-
-
 def test_page_survives_a_server_restart(browsers, server_factory):
     server = server_factory()
     port = server.port
@@ -343,22 +254,30 @@ def test_page_survives_a_server_restart(browsers, server_factory):
     start(b, server)
     for d in (a, b):
         wait(d, is_paired)
-    assert server.stop() == 0
+    assert server.stop() == 0   # drains: close 1001, and (version 2) nobody is told partner_left
     for d in (a, b):
-        wait(d, lambda d: status(d) == "Connection lost. Reconnecting…", what="loss noticed")
-        assert "Connection lost. This chat has ended." in log_text(d)
+        wait(d, lambda d: status(d) == "Connection lost, reconnecting…", what="loss noticed")
+        assert "Connection lost, reconnecting…" in log_text(d)
     time.sleep(3)   # several failed attempts while nobody listens
     again = Server([]).start(port=port)
     try:
+        # The page tries to resume its chat; a restarted server has never heard of it (resume_failed): the chat
+        # is over, said plainly, and New starts another one on the same socket.
         for d in (a, b):
-            wait(d, is_paired, timeout=25, what="back and paired")
-            assert "Your previous chat ended when the connection was lost." == el(d, "notice").text
+            wait(d, lambda d: status(d) == "The chat ended while you were away.", timeout=25, what="resume refused")
+            assert el(d, "next").text == "New"
+            assert d.execute_script("return sessionStorage.getItem('uvchat.chat')") is None
+        for d in (a, b):
+            el(d, "next").click()
+        for d in (a, b):
+            wait(d, is_paired, what="paired again")
         say(a, "still here")
         wait(b, lambda d: "Stranger: still here" in log_text(d), what="usable after the restart")
     finally:
         assert again.stop() == 0
     spy = a.execute_script("return window.__ws")
     assert spy["maxLive"] == 1   # one socket at a time
+    assert all(p == ["uvchat.2"] for p in spy["protocols"]), spy["protocols"]   # each one offers version 2
     # Exponential backoff: 0.5 s, then 1 s (the first gap here), doubling, ±30% jitter: each gap longer than the last.
     gaps = [y - x for x, y in zip(spy["made"][1:], spy["made"][2:])]
     assert len(gaps) >= 2, spy

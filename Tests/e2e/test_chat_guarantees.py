@@ -272,7 +272,11 @@ async def _agent(idx, srv, deadline, stats, rng):
         pending = cmd
         await chat.send({"type": cmd})
 
+    # A version 1 client is queued at connect: it must not also send `next` while its first `paired` is on the
+    # way (that `paired` would then look like the answer to the `next`, and the partner's first messages would seem
+    # to come from the wrong pairing).
     chat = await connect()
+    queued = True
     try:
         while time.monotonic() < deadline:
             try:
@@ -349,10 +353,11 @@ async def _agent(idx, srv, deadline, stats, rng):
                     end_epoch(truncated=True)
                     if last is not None:
                         last.truncated = True
-                    last, pending, queued = None, None, False
+                    last, pending = None, None
                     await chat.close()
                     stats.reconnects += 1
                     chat = await connect()
+                    queued = True
             elif t == "typing":
                 if epoch is None:
                     stats.bad(f"agent{idx}: typing outside any pairing")

@@ -63,13 +63,18 @@ final class RelayState {
     /// The clock, in milliseconds: 100 ms per message keeps the rate buckets full, as a person's pace would.
     var now: UInt64 = 0
 
-    init(command: [UInt8]) {
+    init(command: [UInt8], version: ProtocolVersion = .v1) {
         slots = FrameSlots(frame: Fixtures.maskedFrame(payload: command), count: frameCount)
         chat = ChatService(settings: ChatSettings(), outbox: BufferOutbox(partner: partner),
                            routing: LocalRouting(interestTimeoutNanos: 5_000_000_000))
         let address = ClientAddress(text: "192.0.2.1")!
-        chat.join(sender, address: address, interests: [], now: 0)
-        chat.join(receiver, address: address, interests: [], now: 0)
+        chat.join(sender, address: address, interests: [], version: version, now: 0)
+        chat.join(receiver, address: address, interests: [], version: version, now: 0)
+        if version == .v2 {
+            let start = Array(#"{"type":"start"}"#.utf8)
+            start.withUnsafeBytes { chat.receive($0, from: sender, now: 0) }
+            start.withUnsafeBytes { chat.receive($0, from: receiver, now: 0) }
+        }
         precondition(chat.routing.partner(of: sender) == receiver)
         partner.pending.removeAll(keepingCapacity: true)
     }
@@ -91,16 +96,21 @@ let benchmarks: @Sendable () -> Void = {
     let longText = Fixtures.mixedText(bytes: 3800)
     precondition(String(decoding: longText, as: UTF8.self).unicodeScalars.count <= ChatSettings().maxTextScalars)
     let longCommand = Fixtures.messageCommand(text: longText)
-    let cases: [(name: String, command: [UInt8], expectedOutput: [UInt8])] = [
-        ("relay message 100B", Fixtures.messageCommand(totalBytes: 100),
+    let v2Command = Fixtures.messageCommand(totalBytes: 100)
+    let v2Output = Array(v2Command.dropLast(2)) + Array(#"","seq":1}"#.utf8)
+    let cases: [(name: String, command: [UInt8], version: ProtocolVersion, expectedOutput: [UInt8])] = [
+        ("relay message 100B", Fixtures.messageCommand(totalBytes: 100), .v1,
          [0x81, 100] + Fixtures.messageCommand(totalBytes: 100)),
-        ("relay message 3800B mixed", longCommand,
+        ("relay message 3800B mixed", longCommand, .v1,
          [0x81, 126, UInt8(longCommand.count >> 8), UInt8(longCommand.count & 0xFF)] + longCommand),
-        ("relay typing", Fixtures.typingCommand,
+        ("relay typing", Fixtures.typingCommand, .v1,
          [0x81, 31] + Array(#"{"type":"typing","active":true}"#.utf8)),
+        // Version 2 on both sides: the copy carries its seq and is kept in the receiver's replay ring, which this
+        // receiver never acknowledges, so every message also forgets the oldest (the ring's most expensive state).
+        ("relay message 100B v2", v2Command, .v2, [0x81, UInt8(v2Output.count)] + v2Output),
     ]
 
-    for (name, command, expectedOutput) in cases {
+    for (name, command, version, expectedOutput) in cases {
         Benchmark(name, configuration: .uvchat(allocationFree: true)) { (benchmark: Benchmark, state: RelayState) in
             state.slots.refill()
             benchmark.startMeasurement()
@@ -110,7 +120,7 @@ let benchmarks: @Sendable () -> Void = {
                 state.partner.pending.removeAll(keepingCapacity: true)
             }
         } setup: {
-            let state = RelayState(command: command)
+            let state = RelayState(command: command, version: version)
             // The relayed frame is byte for byte what the partner must get.
             handleRead(state.slots.slot(0), state)
             guard state.partner.pending == expectedOutput else {
