@@ -53,8 +53,14 @@ asan-smoke: venv
 unit: deps
 	swift test -j $(JOBS)
 
+## e2e (part of test): the browser suites run beside the socket suites (they mostly wait on Chromium)
 e2e: venv
-	UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e
+	@UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e/test_browser.py Tests/e2e/test_browser_resume.py \
+	    > $(BUILD)/e2e-browser.log 2>&1 & browser=$$!; \
+	UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
+	    --ignore=Tests/e2e/test_browser_resume.py; sockets=$$?; \
+	wait $$browser; browsers=$$?; echo "--- browser suites:"; cat $(BUILD)/e2e-browser.log; \
+	test $$sockets = 0 && test $$browsers = 0
 
 conformance: venv
 	$(PY) Tests/conformance/autobahn.py --binary $(RELEASE) --www www --outdir $(BUILD)/autobahn
@@ -84,7 +90,8 @@ fuzz:
 ## test-asan: the end-to-end and conformance suites against an AddressSanitizer build
 test-asan: test-deps venv
 	swift build -j $(JOBS) --sanitize=address --scratch-path $(BUILD)-asan --product uvchatd
-	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py
+	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
+	    --ignore=Tests/e2e/test_browser_resume.py
 	$(PY) Tests/conformance/autobahn.py --binary $(BUILD)-asan/debug/uvchatd --www www --outdir $(BUILD)/autobahn-asan
 
 ## bench: the load generator against a release build, server and generator pinned to separate cores

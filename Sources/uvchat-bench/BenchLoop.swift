@@ -19,16 +19,26 @@ final class BenchLoop {
     private let prepare: UnsafeMutablePointer<uv_prepare_t>
     private var maskState: UInt64 = 0x9E37_79B9_7F4A_7C15
 
-    init(host: String, port: Int, path: String) throws(BenchError) {
+    /// `version2`: every client offers `uvchat.2` and sends `start` right behind its upgrade request (the server
+    /// reads bytes after the head as the first frames), so it is queued as a version 1 client is at connect.
+    init(host: String, port: Int, path: String, version2: Bool = false) throws(BenchError) {
         loop = .allocate(capacity: 1)
         guard uv_loop_init(loop) == 0 else { throw BenchError("uv_loop_init failed") }
         readBuffer = .allocate(byteCount: 256 * 1024, alignment: 16)
         var addr = sockaddr_in()
         guard uv_ip4_addr(host, Int32(port), &addr) == 0 else { throw BenchError("bad IPv4 address \(host)") }
         server = addr
-        upgradeRequest = Array(("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\n"
+        var request = Array(("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\n"
             + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            + (version2 ? "Sec-WebSocket-Protocol: uvchat.2\r\n" : "")
             + "Sec-WebSocket-Version: 13\r\nOrigin: http://\(host):\(port)\r\n\r\n").utf8)
+        if version2 {
+            let start = Array(#"{"type":"start"}"#.utf8)
+            let key: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+            request += [0x81, 0x80 | UInt8(start.count)] + key
+            request += start.enumerated().map { $0.element ^ key[$0.offset % 4] }
+        }
+        upgradeRequest = request
         prepare = .allocate(capacity: 1)
         uv_prepare_init(loop, prepare)
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()

@@ -37,7 +37,8 @@ enum BenchMain {
                 }
                 raiseDescriptorLimit(to: wanted + 64)
                 let bench = try BenchLoop(host: options.string("host", "127.0.0.1"), port: try options.int("port", 8080),
-                                          path: options.string("path", "/ws"))
+                                          path: options.string("path", "/ws"),
+                                          version2: try options.int("protocol", 1) == 2)
                 line = try runLoopScenario(options.scenario, bench: bench, options: options, serverPID: serverPID, timeout: timeout)
             default:
                 throw BenchError("unknown scenario \(options.scenario)\n" + BenchOptions.usage)

@@ -55,6 +55,15 @@ private enum TokenField { case missing, notString, string(Range<Int>) }
 /// `interests`: `strings` holds where the array's `[` is; its elements are only unescaped once the type is known.
 private enum InterestsField { case missing, invalid, strings(at: Int) }
 
+/// The fields only version 2 reads, kept apart from version 1's.
+private struct Version2Fields {
+    var id = IntegerField.missing
+    var seq = IntegerField.missing
+    var token = TokenField.missing
+    var interests = InterestsField.missing
+    var images = BooleanField.missing
+}
+
 /// A scanned string literal.
 private struct StringToken {
     var contents: Range<Int>
@@ -123,13 +132,9 @@ private struct Scanner {
         var type = TypeField.missing
         var text = TextField.missing
         var active = BooleanField.missing
-        // Version 2 fields; on version 1 their keys are unknown and never compared.
+        // On version 1 the version 2 keys are unknown and never compared.
         let v2 = version == .v2
-        var id = IntegerField.missing
-        var seq = IntegerField.missing
-        var token = TokenField.missing
-        var interests = InterestsField.missing
-        var images = BooleanField.missing
+        var fields = Version2Fields()
         skipSpace()
         guard take(Byte.openBrace) else { return .failure(.badRequest) }
         skipSpace()
@@ -159,26 +164,8 @@ private struct Scanner {
                 } else if equals(key, "active") {
                     guard let value = booleanField() else { return .failure(.badRequest) }
                     active = value
-                } else if v2 && equals(key, "id") {
-                    guard let value = integerField() else { return .failure(.badRequest) }
-                    id = value
-                } else if v2 && equals(key, "seq") {
-                    guard let value = integerField() else { return .failure(.badRequest) }
-                    seq = value
-                } else if v2 && equals(key, "token") {
-                    if peek == Byte.quote {
-                        guard let value = string() else { return .failure(.badRequest) }
-                        token = .string(value.contents)
-                    } else {
-                        guard skipValue(depth: 1) else { return .failure(.badRequest) }
-                        token = .notString
-                    }
-                } else if v2 && equals(key, "interests") {
-                    guard let value = interestsField() else { return .failure(.badRequest) }
-                    interests = value
-                } else if v2 && equals(key, "images") {
-                    guard let value = booleanField() else { return .failure(.badRequest) }
-                    images = value
+                } else if v2 {
+                    guard version2Field(key, into: &fields) else { return .failure(.badRequest) }
                 } else {
                     guard skipValue(depth: 1) else { return .failure(.badRequest) }
                 }
@@ -194,7 +181,7 @@ private struct Scanner {
         guard case .kind(let kind) = type else { return .failure(.badRequest) }
         switch kind {
         case .message:
-            return Scanner.message(text, id: id, maxScalars: maxScalars)
+            return Scanner.message(text, id: fields.id, maxScalars: maxScalars)
         case .typing:
             guard case .value(let on) = active else { return .failure(.badRequest) }
             return .success(.typing(on))
@@ -202,14 +189,56 @@ private struct Scanner {
             return .success(.next)
         case .stop:
             return .success(.stop)
+        case .start, .ack, .resume, .ping:
+            return version2Command(kind, fields)
+        case .unknown:
+            return .failure(.badRequest)
+        }
+    }
+
+    /// The value of a key other than `type`, `text` and `active` on version 2: read when it is a version 2 field,
+    /// else skipped. false when it is not valid JSON. Out of line, like `version2Command`, so that the loop every
+    /// version 1 command runs stays as small as it was.
+    @inline(never)
+    private mutating func version2Field(_ key: StringToken, into fields: inout Version2Fields) -> Bool {
+        if equals(key, "id") {
+            guard let value = integerField() else { return false }
+            fields.id = value
+        } else if equals(key, "seq") {
+            guard let value = integerField() else { return false }
+            fields.seq = value
+        } else if equals(key, "token") {
+            if peek == Byte.quote {
+                guard let value = string() else { return false }
+                fields.token = .string(value.contents)
+            } else {
+                guard skipValue(depth: 1) else { return false }
+                fields.token = .notString
+            }
+        } else if equals(key, "interests") {
+            guard let value = interestsField() else { return false }
+            fields.interests = value
+        } else if equals(key, "images") {
+            guard let value = booleanField() else { return false }
+            fields.images = value
+        } else {
+            return skipValue(depth: 1)
+        }
+        return true
+    }
+
+    /// The commands only version 2 has, once the whole object has been read.
+    @inline(never)
+    private func version2Command(_ kind: CommandKind, _ fields: Version2Fields) -> Result<ChatCommand, ChatErrorCode> {
+        switch kind {
         case .start:
             let accepts: Bool
-            switch images {
+            switch fields.images {
             case .missing: accepts = false
             case .notBoolean: return .failure(.badRequest)
             case .value(let on): accepts = on
             }
-            switch interests {
+            switch fields.interests {
             case .missing:
                 return .success(.start(interests: nil, images: accepts))
             case .invalid:
@@ -220,15 +249,15 @@ private struct Scanner {
                 return .success(.start(interests: Interests.normalize(raw), images: accepts))
             }
         case .ack:
-            guard case .value(let n) = seq else { return .failure(.badRequest) }
+            guard case .value(let n) = fields.seq else { return .failure(.badRequest) }
             return .success(.ack(seq: n))
         case .resume:
-            guard case .string(let range) = token, case .value(let n) = seq else { return .failure(.badRequest) }
+            guard case .string(let range) = fields.token, case .value(let n) = fields.seq else { return .failure(.badRequest) }
             return .success(.resume(token: range, seq: n))
         case .ping:
             return .success(.ping)
-        case .unknown:
-            return .failure(.badRequest)
+        case .message, .typing, .next, .stop, .unknown:
+            return .failure(.badRequest)   // not reached: the caller handles these
         }
     }
 
@@ -481,15 +510,26 @@ private struct Scanner {
     }
 
     /// Does the literal, once unescaped, equal the ASCII `name`? The literal has been validated by `string()`.
+    /// The common case (no escapes) is inlined where `name` is a constant, so it folds to a few byte compares;
+    /// left to the optimiser, it stopped doing that once the decoder grew version 2 (10% more per command).
+    @inline(__always)
     func equals(_ token: StringToken, _ name: StaticString) -> Bool {
-        let n = name.utf8CodeUnitCount
-        let bytes = name.utf8Start
-        let range = token.contents
-        if !token.escaped {
+        guard token.escaped else {
+            let n = name.utf8CodeUnitCount
+            let bytes = name.utf8Start
+            let range = token.contents
             guard range.count == n else { return false }
             for j in 0..<n where p[range.lowerBound + j] != bytes[j] { return false }
             return true
         }
+        return equalsUnescaping(token, name)
+    }
+
+    @inline(never)
+    private func equalsUnescaping(_ token: StringToken, _ name: StaticString) -> Bool {
+        let n = name.utf8CodeUnitCount
+        let bytes = name.utf8Start
+        let range = token.contents
         var k = range.lowerBound
         var j = 0
         while k < range.upperBound {

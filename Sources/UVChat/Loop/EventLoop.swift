@@ -106,6 +106,9 @@ final class EventLoop {
     func markDirty(_ socket: Socket) { dirty.append(socket) }
 
     /// Writes every socket that queued output since the last pass.
+    /// Sockets waiting for the end of the iteration to write.
+    var pendingCount: Int { dirty.count }
+
     func flushPending() {
         // A flush can close a socket; closing never adds to `dirty`, but a write error may arrive for another socket,
         // so iterate by index over a list that only grows.

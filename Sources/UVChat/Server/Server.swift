@@ -200,7 +200,12 @@ public final class Server {
     private func sweep() {
         if !isDraining { listener.resumeIfPaused() }
         let now = loop.nowMillis
-        connections.forEach { conn in if !conn.isClosed { conn.tick(now: now) } }
+        connections.forEach { conn in
+            if !conn.isClosed { conn.tick(now: now) }
+            // Pings to thousands of quiet connections would each borrow an output buffer until the end of the
+            // iteration (tens of MB at once, which the allocator keeps); written in batches, a few buffers go round.
+            if loop.pendingCount >= 64 { loop.flushPending() }
+        }
     }
 
     /// Four times a second: the loop lag (how much later than asked the timer fired: a busy or stuck loop shows up
