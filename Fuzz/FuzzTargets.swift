@@ -98,22 +98,68 @@ func fuzzWebSocket(_ input: UnsafeRawBufferPointer) {
     }
 }
 
-/// The command decoder: an accepted message's literal re-parses as a JSON string and never exceeds the cap.
+/// The command decoder: an accepted message's literal re-parses as a JSON string and never exceeds the cap; the fast
+/// paths give the general path's verdict; version 1 never yields a version 2 command or an id. Version 2 decodes the
+/// same input too: it agrees with version 1 on the version 1 commands, and each of its fields keeps its rules.
 func fuzzCommand(_ input: UnsafeRawBufferPointer) {
     guard String(validating: input, as: UTF8.self) != nil else { return }   // the server validates UTF-8 first
-    switch ChatCommandDecoder.decode(input, maxScalars: 64) {
-    case .success(.message(let range, let scalars)):
+    let v1 = ChatCommandDecoder.decode(input, maxScalars: 64)
+    check(v1 == ChatCommandDecoder.decodeWithoutFastPath(input, maxScalars: 64), "v1 fast path agrees")
+    switch v1 {
+    case .success(.message(let range, let scalars, let id)):
+        check(id == nil, "v1 message has no id")
         check(range.lowerBound >= 0 && range.upperBound <= input.count, "range in input")
         check(scalars >= 1 && scalars <= 64, "scalar count within limits")
         // The relayed event must itself decode back to the same literal.
         var event: [UInt8] = []
         ChatEventEncoder.message(escapedText: UnsafeRawBufferPointer(rebasing: input[range]), into: &event)
         let back = event.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 64) }
-        if case .success(.message(_, let again)) = back { check(again == scalars, "relay keeps the text") } else {
+        if case .success(.message(_, let again, _)) = back { check(again == scalars, "relay keeps the text") } else {
             check(false, "relayed event decodes")
         }
+    case .success(.start), .success(.ack), .success(.resume), .success(.ping):
+        check(false, "v1 knows no v2 command")
     default:
         break
+    }
+
+    let v2 = ChatCommandDecoder.decode(input, maxScalars: 64, version: .v2)
+    check(v2 == ChatCommandDecoder.decodeWithoutFastPath(input, maxScalars: 64, version: .v2), "v2 fast path agrees")
+    let maxInteger: UInt64 = 1 << 53 - 1
+    switch v2 {
+    case .success(.message(let range, let scalars, let id)):
+        // The same text as version 1 sees; only the id may refuse more.
+        check(v1 == .success(.message(text: range, scalars: scalars, id: nil)), "v2 message is the v1 message")
+        if let id { check(id >= 1 && id <= maxInteger, "id in range") }
+    case .success(.typing), .success(.next), .success(.stop):
+        check(v2 == v1, "v1 commands agree")
+    case .success(.start(let interests, _)):
+        guard let interests else { break }
+        check(interests.count <= Interests.maxTags, "at most five tags")
+        check(Set(interests).count == interests.count, "no duplicate tags")
+        for tag in interests {
+            check((1...Interests.maxTagLength).contains(tag.count), "tag length")
+            check(tag == tag.lowercased(), "tag lower-cased")
+            check(tag.first?.isWhitespace != true && tag.last?.isWhitespace != true, "tag trimmed")
+            check(!tag.unicodeScalars.contains { $0.properties.generalCategory == .control }, "no control in tag")
+        }
+        check(Interests.normalize(interests) == interests, "tags pass the rules again unchanged")
+    case .success(.ack(let seq)):
+        check(seq <= maxInteger, "ack seq in range")
+    case .success(.resume(let token, let seq)):
+        check(token.lowerBound >= 1 && token.upperBound < input.count, "token range in input")
+        check(input[token.lowerBound - 1] == UInt8(ascii: "\"") && input[token.upperBound] == UInt8(ascii: "\""),
+              "token range is a literal's contents")
+        check(seq <= maxInteger, "resume seq in range")
+    case .success(.ping):
+        break
+    case .failure(let code):
+        // Version 1's commands are refused on version 2 only for a bad id.
+        switch v1 {
+        case .success(.message): check(code == .badRequest, "v2 refuses a v1 message only for its id")
+        case .success: check(false, "v2 refuses a command v1 accepts")
+        case .failure(let code1): check(code == code1 || code == .badRequest, "v2 refuses like v1")
+        }
     }
 }
 

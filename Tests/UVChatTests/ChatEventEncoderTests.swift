@@ -207,7 +207,7 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
     @Test func relayedMessageDecodesBackToTheSameText() {
         let command = Array(#"{"text":"a\/b\ud83d\ude00\n","type":"message"}"#.utf8)
         let result = command.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 2000) }
-        guard case .success(.message(let range, let scalars)) = result else {
+        guard case .success(.message(let range, let scalars, _)) = result else {
             Issue.record("refused")
             return
         }
@@ -215,7 +215,7 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
             command.withUnsafeBytes { ChatEventEncoder.message(escapedText: UnsafeRawBufferPointer(rebasing: $0[range]), into: &out) }
         }
         let back = event.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 2000) }
-        #expect(back == .success(.message(text: 26..<(26 + range.count), scalars: scalars)))
+        #expect(back == .success(.message(text: 26..<(26 + range.count), scalars: scalars, id: nil)))
         #expect(TestJSONReader.parse(event) == .object(["type": .string("message"), "text": .string("a/b😀\n")]))
     }
 

@@ -58,3 +58,39 @@ import Testing
         #expect(Interests.parse(query: "interests=a,a,%ZZ,,b,c,d,e,f") == ["a", "b", "c", "d", "e"])
     }
 }
+
+@Suite struct InterestsNormalizeTests {
+    @Test func appliesTheTagRules() {
+        #expect(Interests.normalize([" Music ", "\tMOVIES\n", "music", "", "  ", "a\u{0}b", "c\u{7}", "x"]) == ["music", "movies", "x"])
+        #expect(Interests.normalize(["a", "b", "c", "d", "e", "f"]) == ["a", "b", "c", "d", "e"])
+        #expect(Interests.normalize([String(repeating: "x", count: 33), String(repeating: "é", count: 32)])
+                == [String(repeating: "é", count: 32)])
+        #expect(Interests.normalize([String]()) == [])
+    }
+
+    @Test func stopsReadingOnceFiveAreKept() {
+        var read = 0
+        let raw = (0..<100).lazy.map { i -> String in read += 1; return "t\(i)" }
+        #expect(Interests.normalize(raw) == ["t0", "t1", "t2", "t3", "t4"])
+        #expect(read == 5)
+    }
+
+    @Test func theQueryParserAndNormalizeAgree() {
+        // The same raw tags, once as a query (each encoded like encodeURIComponent) and once as decoded Strings.
+        let lists: [[String]] = [["Music", " jazz", "MUSIC"], ["a", "b", "c", "d", "e", "f", "g"], ["ÉTÉ", "été", "x y"],
+                                 ["a,b", "c"], [String(repeating: "z", count: 33), "ok"], ["tab\tin", "fine"]]
+        for raw in lists {
+            let query = "interests=" + raw.map { tag in
+                tag.utf8.map { b -> String in
+                    let plain = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                    return plain ? String(UnicodeScalar(b)) : "%" + String(b, radix: 16, uppercase: true).leftPadded(to: 2)
+                }.joined()
+            }.joined(separator: ",")
+            #expect(Interests.parse(query: query) == Interests.normalize(raw), "\(raw)")
+        }
+    }
+}
+
+private extension String {
+    func leftPadded(to n: Int) -> String { String(repeating: "0", count: Swift.max(0, n - count)) + self }
+}
