@@ -52,8 +52,10 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// Sides away now (their slots held).
     public private(set) var awayCount = 0
     private var lastSerial: UInt32 = 0
-    /// Where resume tokens come from: the kernel's CSPRNG in the server, a seeded generator in tests.
-    private var entropy: any RandomNumberGenerator
+    /// Where resume tokens come from: the kernel's CSPRNG in the server, a seeded generator in tests. Behind a
+    /// reference, so that the service holds no existential of its own (which made the shell copy the whole service
+    /// to read one of its fields).
+    private let entropy: TokenSource
 
     @usableFromInline static var v2Bit: UInt32 { 1 << 31 }
     static var serialMask: UInt32 { v2Bit - 1 }
@@ -69,7 +71,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         self.settings = settings
         self.outbox = outbox
         self.routing = routing
-        self.entropy = entropy
+        self.entropy = TokenSource(entropy)
     }
 
     // MARK: - Joining and leaving

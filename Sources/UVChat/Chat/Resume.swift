@@ -250,3 +250,12 @@ enum Base64URL {
         return out
     }
 }
+
+/// The random generator tokens are drawn from, held by reference.
+final class TokenSource {
+    private var generator: any RandomNumberGenerator
+
+    init(_ generator: any RandomNumberGenerator) { self.generator = generator }
+
+    func next() -> UInt64 { generator.next() }
+}
