@@ -359,15 +359,20 @@
   }, 2000);
 
   // ---- acknowledgements ----
-  function received() {
+  // The server keeps at most 64 messages or 64 KiB we have not acknowledged, and refuses our partner beyond that
+  // (rate_limited): long messages are acknowledged sooner.
+  let unackedChars = 0;
+  function received(length) {
     unacked += 1;
-    if (unacked >= ACK_EVERY) sendAck();
+    unackedChars += length;
+    if (unacked >= ACK_EVERY || unackedChars >= 8192) sendAck();
     else if (!ackTimer) ackTimer = setTimeout(sendAck, ACK_DELAY_MS);
   }
   function sendAck() {
     clearTimeout(ackTimer);
     ackTimer = 0;
     unacked = 0;
+    unackedChars = 0;
     if (chat && chat.lastSeq > ackedSeq && send({ type: 'ack', seq: chat.lastSeq })) ackedSeq = chat.lastSeq;
   }
 
@@ -510,7 +515,7 @@
         strangerTyping(false);
         line('them', 'Stranger', String(m.text));   // saved (with lastSeq) before it is acknowledged
         attention('New message');
-        received();
+        received(String(m.text).length);
         break;
       }
       case 'typing':

@@ -46,7 +46,7 @@ struct BenchOptions {
     static let usage = """
         usage: uvchat-bench SCENARIO [options]     (one JSON line per run on stdout)
           common:  --host 127.0.0.1 --port 8080 --pid SERVER_PID (for /proc CPU and RSS) --timeout 180
-                   --protocol 1|2 (2: offer uvchat.2 and send start; relay then carries seq, unacknowledged)
+                   --protocol 1|2 (2: offer uvchat.2 and send start; for idle and connect: these clients never ack)
           idle     --connections 20000 --concurrency 500 --settle 2
           connect  --connections 10000 --concurrency 100
           relay    --pairs 50 --window 16 --seconds 10 --warmup 1 | --messages M (fixed count, no warm-up)

@@ -299,9 +299,28 @@ private func messages(_ events: [String]) -> [String] {
         chat.resume(tokenA, seq: 0, on: 2)
         let got = messages(out.take(2))
         #expect(got.count == ReplayRing.maxMessages && got.first == "m1#1" && got.last == "m64#64")
-        // The refused message was not accepted: its id may be sent again.
+        // The refused message was not accepted: its id may be sent again (once the client has acked: until then
+        // its ring is full).
+        chat.command(#"{"type":"ack","seq":64}"#, from: 2)
         chat.say("m65", from: 1, id: 65)
         #expect(messages(out.take(2)) == ["m65#65"])
+    }
+
+    @Test func aConnectedReceiverWithAFullRingMakesTheSenderWaitAndForgetsNothing() {
+        var (chat, out, tokenA, _) = chat2 { $0.rateLimitsEnabled = false }
+        for n in 1...(ReplayRing.maxMessages + 1) { chat.say("m\(n)", from: 1, id: n) }
+        #expect(out.take(1).map { event($0)["code"] as? String } == ["rate_limited"])
+        #expect(messages(out.take(0)).count == ReplayRing.maxMessages && chat.counters.ringFullRefusals == 1)
+        chat.command(#"{"type":"ack","seq":10}"#, from: 0)
+        chat.say("m65", from: 1, id: 65)
+        #expect(messages(out.take(0)) == ["m65#65"])
+        // A drop now: the resume brings back everything above what the client says it has, with no gap.
+        chat.drop(peer(0), now: 0)
+        chat.joinV2(2)
+        _ = out.take(2)
+        chat.resume(tokenA, seq: 12, on: 2)
+        let got = messages(out.take(2))
+        #expect(got.first == "m13#13" && got.last == "m65#65" && got.count == 53)
     }
 
     @Test func aVersion1SenderBeyondTheBoundGetsRateLimited() {

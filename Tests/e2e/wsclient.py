@@ -59,10 +59,13 @@ class Chat:
         self.onlines = []  # (monotonic time, count) of every online frame seen
 
     @classmethod
-    async def open(cls, server, query=None, path="/ws", name="", timeout=TIMEOUT, **kw):
+    async def open(cls, server, query=None, path="/ws", name="", timeout=TIMEOUT, subprotocols=None, **kw):
+        """Connect. `subprotocols` (a list of names) is offered in `Sec-WebSocket-Protocol`."""
         uri = f"ws://{HOST}:{server.port}{path}"
         if query is not None:
             uri += "?" + query
+        if subprotocols is not None:
+            kw["subprotocols"] = list(subprotocols)
         ws = await asyncio.wait_for(
             connect(uri, open_timeout=timeout, close_timeout=2, ping_interval=None,
                     compression=None, max_size=None, **kw),
@@ -158,6 +161,41 @@ class Chat:
         except Exception:
             pass
 
+    @property
+    def subprotocol(self):
+        """The subprotocol the server chose (None when its 101 named none)."""
+        return self.ws.subprotocol
+
+    def response_headers(self, name):
+        """Every value of header `name` in the server's 101 response."""
+        return self.ws.response.headers.get_all(name)
+
+    async def drop(self, how="rst", timeout=2.0):
+        """End the TCP connection without a close frame.
+
+        `how="rst"`: SO_LINGER 0 and close, so the server sees a reset. `how="fin"`: shut the
+        write side (the server reads end of stream), wait up to `timeout` for the server to end
+        its side, then close. Nothing is sent on the connection afterwards.
+        """
+        transport = self.ws.transport
+        sock = transport.get_extra_info("socket")
+        if how == "rst":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        elif how == "fin":
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            try:
+                await asyncio.wait_for(asyncio.shield(self.ws.wait_closed()), timeout)
+            except (asyncio.TimeoutError, Exception):
+                pass
+            transport.abort()
+        else:
+            raise ValueError(how)
+        await asyncio.sleep(0)
+
 
 async def pair(server, qa=None, qb=None):
     """Two connected clients, paired with each other (a queued first, b pairs at once)."""
@@ -246,6 +284,27 @@ class RawWS:
 
     def send_text(self, text, **kw):
         self.send_frame(TEXT, text, **kw)
+
+    def send_json(self, obj, **kw):
+        self.send_frame(TEXT, json.dumps(obj), **kw)
+
+    def drop(self, how="rst", timeout=2.0):
+        """End the TCP connection without a close frame: "rst" (SO_LINGER 0, then close) or
+        "fin" (shut the write side, wait up to `timeout` for the server's end of stream, close)."""
+        if how == "rst":
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        elif how == "fin":
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+                self.eof(timeout)
+            except OSError:
+                pass
+        else:
+            raise ValueError(how)
+        self.close()
 
     def _fill(self, n, deadline):
         while len(self.buf) < n:

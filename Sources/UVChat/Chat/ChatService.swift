@@ -285,10 +285,17 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
             _counters.messagesKept &+= 1
             return
         }
+        // Connected, its ring is full of what it has not acknowledged: forgetting the oldest would leave a gap a
+        // resume could not fill, so the sender is refused until the client acks (a text larger than the whole ring
+        // could never be kept: it is relayed, not kept).
+        if text.count <= ReplayRing.maxBytes && !side.ring.fits(text.count) {
+            _counters.ringFullRefusals &+= 1
+            refuseRate(peer, now: now)
+            return
+        }
         if let id, let senderSide { senderSide.lastID = id }
         side.sentSeq &+= 1
-        let forgotten = side.ring.append(seq: side.sentSeq, text)
-        if forgotten > 0 { _counters.replayEvicted &+= UInt64(forgotten) }
+        _ = side.ring.append(seq: side.sentSeq, text)
         let outstanding = outbox.relay(escapedText: text, seq: side.sentSeq, to: partner)
         _counters.messagesRelayed &+= 1
         if outstanding > settings.outgoingCap { dropSlowConsumer(partner, now: now) }
@@ -595,6 +602,6 @@ public struct ChatCounters: Sendable {
     /// Messages kept for an away partner, and messages sent again after a resume.
     public var messagesKept: UInt64 = 0
     public var messagesReplayed: UInt64 = 0
-    /// Unacknowledged messages forgotten because a connected client did not ack (its ring was full).
-    public var replayEvicted: UInt64 = 0
+    /// Messages refused (`rate_limited`) because the connected receiver had not acknowledged a full ring.
+    public var ringFullRefusals: UInt64 = 0
 }

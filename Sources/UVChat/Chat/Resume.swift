@@ -6,8 +6,9 @@ final class Member2 {
     let queryInterests: [String]
     /// Whether this client accepts image offers (its last `start`).
     var images = false
-    /// The serials of its last partners, newest last (repeat avoidance, B.1).
-    var recent: [UInt32] = []
+    /// The serials of its last partners (repeat avoidance, B.1), kept inline: a ring of 8, 0 for none.
+    private var recentSerials = SIMD8<UInt32>()
+    private var recentNext = 0
     /// `ack` and `ping`.
     var controlBucket: TokenBucket
     /// Its side of the chat it is in, while paired (or away).
@@ -24,8 +25,15 @@ final class Member2 {
     static let controlBurst = 100.0
 
     func remember(partnerSerial: UInt32) {
-        if recent.count == Member2.recentLimit { recent.removeFirst() }
-        recent.append(partnerSerial)
+        recentSerials[recentNext] = partnerSerial
+        recentNext = (recentNext + 1) % Member2.recentLimit
+    }
+
+    /// For the matchmaker, when the member queues (not per message).
+    var recent: [UInt32] {
+        var out: [UInt32] = []
+        for i in 0..<Member2.recentLimit where recentSerials[i] != 0 { out.append(recentSerials[i]) }
+        return out
     }
 }
 

@@ -51,7 +51,7 @@ enum MetricsText {
         counter("uvchat_grace_expired_total", "Held chats ended because the grace period ran out.", chat.graceExpired)
         counter("uvchat_messages_kept_total", "Messages kept for an away partner.", chat.messagesKept)
         counter("uvchat_messages_replayed_total", "Messages sent again after a resume.", chat.messagesReplayed)
-        counter("uvchat_replay_evicted_total", "Unacknowledged messages forgotten because a connected client did not ack.", chat.replayEvicted)
+        counter("uvchat_replay_full_refusals_total", "Messages refused because the connected receiver had not acknowledged 64 messages or 64 KiB.", chat.ringFullRefusals)
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
         metric("uvchat_close_codes_sent_total", "counter",
