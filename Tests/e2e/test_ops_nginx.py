@@ -1,12 +1,14 @@
 """Deployment guide step 5, "Put nginx in front for TLS": the nginx recipe deploy/nginx/uvchat.conf, chat over
 wss://, --trusted-proxy and X-Forwarded-For, and the whole production layout. Each uses the real tool from Debian."""
 import asyncio
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import time
@@ -172,6 +174,47 @@ def test_nginx_limits_requests_per_client_address(server_factory, nginx_front):
     assert len(statuses) == 400 and statuses[0] == 200, statuses[:5]
     assert 429 in statuses and statuses.count(200) >= 150, (statuses.count(200), statuses.count(429))
     assert https_get(tls_port, ctx, "/healthz", source="127.0.0.3") == 200
+
+
+def test_version_2_is_negotiated_and_resumed_through_nginx(server_factory, nginx_front):
+    """The recipe passes Sec-WebSocket-Protocol both ways, and a connection nginx loses (RST from the client) is a
+    drop the chat survives: the resume through nginx gets the message sent meanwhile."""
+    server = server_factory("--resume-grace", "20")
+    tls_port, ctx = nginx_front(server.port)
+    url = f"wss://127.0.0.1:{tls_port}/ws"
+
+    async def body():
+        async def open_v2():
+            ws = await connect(url, ssl=ctx, ping_interval=None, subprotocols=["uvchat.2"])
+            assert ws.subprotocol == "uvchat.2"
+            assert json.loads(await ws.recv())["type"] == "online"
+            return ws
+
+        async def next_event(ws, kind):
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if m["type"] == kind:
+                    return m
+
+        a, b = await open_v2(), await open_v2()
+        await a.send(json.dumps({"type": "start"}))
+        await b.send(json.dumps({"type": "start"}))
+        token = (await next_event(a, "paired"))["token"]
+        await next_event(b, "paired")
+        sock = a.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        a.transport.abort()
+        assert (await next_event(b, "partner_away"))["grace"] == 20
+        await b.send(json.dumps({"type": "message", "text": "while you were away", "id": 1}))
+        back = await open_v2()
+        await back.send(json.dumps({"type": "resume", "token": token, "seq": 0}))
+        assert (await next_event(back, "resumed"))["id"] == 0
+        assert await next_event(back, "message") == {"type": "message", "text": "while you were away", "seq": 1}
+        await next_event(b, "partner_back")
+        await back.close()
+        await b.close()
+
+    asyncio.run(asyncio.wait_for(body(), 30))
 
 
 def test_chat_over_wss_through_nginx(server_factory, nginx_front):
