@@ -427,7 +427,16 @@ private func messages(_ events: [String]) -> [String] {
         #expect(chat.isHeld(peer(0)))
     }
 
-    @Test func gracZeroTurnsResumeOff() {
+    @Test func awaySidesCountAgainstTheGlobalCap() {
+        var (chat, _, _, _) = chat2 { $0.maxConnections = 2 }
+        #expect(chat.admit(address: home, now: 0) == 10)
+        chat.drop(peer(0), now: 0)
+        #expect(chat.memberCount == 1 && chat.admit(address: home, now: 0) == 10)
+        chat.command(#"{"type":"stop"}"#, from: 1)   // the held chat ends: the slot is free again
+        #expect(chat.admit(address: home, now: 0) == nil)
+    }
+
+    @Test func graceZeroTurnsResumeOff() {
         var (chat, out, _, _) = chat2 { $0.resumeGraceSeconds = 0 }
         chat.drop(peer(0), now: 0)
         #expect(out.take(1) == [#"{"type":"partner_left"}"#] && !chat.isHeld(peer(0)))

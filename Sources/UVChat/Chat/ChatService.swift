@@ -80,7 +80,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// the `Retry-After` seconds for a 503, or nil to admit (which counts against the address's rate).
     public mutating func admit(address: ClientAddress, now: UInt64) -> Int? {
         guard settings.rateLimitsEnabled else { return nil }
-        if memberCount >= settings.maxConnections { return 10 }
+        // Away sides hold a slot and up to a ring of messages each: they count against the global cap too.
+        if memberCount + awayCount >= settings.maxConnections { return 10 }
         let record = addresses.record(address.perAddressKey, now: now, settings: settings)
         if record.openChats >= settings.maxConnectionsPerAddress { return 30 }
         let perMinute = Double(settings.newConnectionsPerMinutePerAddress)
