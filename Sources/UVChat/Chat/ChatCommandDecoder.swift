@@ -364,23 +364,13 @@ private struct Scanner {
                 k += 1
                 continue
             }
-            var scalar: UInt32
-            switch p[k + 1] {
-            case UInt8(ascii: "u"):
-                // `string()` has checked the digits and that a high surrogate is followed by a low one.
-                scalar = hex4(at: k + 2) ?? 0xFFFD
-                k += 6
-                if scalar >= 0xD800 && scalar <= 0xDBFF {
-                    let low = hex4(at: k + 2) ?? 0xDC00
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    k += 6
-                }
-            case UInt8(ascii: "b"): scalar = 0x08; k += 2
-            case UInt8(ascii: "f"): scalar = 0x0C; k += 2
-            case UInt8(ascii: "n"): scalar = 0x0A; k += 2
-            case UInt8(ascii: "r"): scalar = 0x0D; k += 2
-            case UInt8(ascii: "t"): scalar = 0x09; k += 2
-            case let e: scalar = UInt32(e); k += 2   // `"`, `\` and `/` stand for themselves
+            var (scalar, length) = escape(at: k)
+            k += length
+            if scalar >= 0xD800 && scalar <= 0xDBFF {
+                // `string()` has checked that a high surrogate is followed by a low one.
+                let low = escape(at: k)
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low.unit - 0xDC00)
+                k += low.length
             }
             UTF8.encode(Unicode.Scalar(scalar) ?? "\u{FFFD}") { bytes.append($0) }
         }
@@ -525,6 +515,20 @@ private struct Scanner {
         return equalsUnescaping(token, name)
     }
 
+    /// The escape at `k` (a backslash) in a literal `string()` accepted: the code unit it stands for (a `\u`
+    /// escape gives its 16-bit unit, so a surrogate pair is two escapes) and its length in bytes.
+    private func escape(at k: Int) -> (unit: UInt32, length: Int) {
+        switch p[k + 1] {
+        case UInt8(ascii: "u"): return (hex4(at: k + 2) ?? 0xFFFD, 6)   // `string()` has checked the digits
+        case UInt8(ascii: "b"): return (0x08, 2)
+        case UInt8(ascii: "f"): return (0x0C, 2)
+        case UInt8(ascii: "n"): return (0x0A, 2)
+        case UInt8(ascii: "r"): return (0x0D, 2)
+        case UInt8(ascii: "t"): return (0x09, 2)
+        case let e: return (UInt32(e), 2)   // `"`, `\` and `/` stand for themselves
+        }
+    }
+
     @inline(never)
     private func equalsUnescaping(_ token: StringToken, _ name: StaticString) -> Bool {
         let n = name.utf8CodeUnitCount
@@ -536,19 +540,10 @@ private struct Scanner {
             guard j < n else { return false }
             let c: UInt32
             if p[k] == Byte.backslash {
-                let e = p[k + 1]
-                switch e {
-                case UInt8(ascii: "u"):
-                    // A surrogate pair yields its high half here, which never equals an ASCII name byte.
-                    c = hex4(at: k + 2) ?? 0xFFFF_FFFF
-                    k += 6
-                case UInt8(ascii: "b"): c = 0x08; k += 2
-                case UInt8(ascii: "f"): c = 0x0C; k += 2
-                case UInt8(ascii: "n"): c = 0x0A; k += 2
-                case UInt8(ascii: "r"): c = 0x0D; k += 2
-                case UInt8(ascii: "t"): c = 0x09; k += 2
-                default: c = UInt32(e); k += 2
-                }
+                // A surrogate pair yields its high half here, which never equals an ASCII name byte.
+                let (unit, length) = escape(at: k)
+                c = unit
+                k += length
             } else {
                 c = UInt32(p[k])
                 k += 1
