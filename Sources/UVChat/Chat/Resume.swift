@@ -194,12 +194,12 @@ struct ResumeToken: Equatable {
 
     /// Appends the token's text form (no quotes).
     func appendText(into out: inout [UInt8]) {
-        Base64URL.encode(bytes, into: &out)
+        Base64.encode(bytes, url: true, into: &out)
     }
 
     /// nil unless `text` is exactly a token's text form.
     init?(text: UnsafeRawBufferPointer) {
-        guard text.count == ResumeToken.textLength, let raw = Base64URL.decode(text), raw.count == 20 else { return nil }
+        guard text.count == ResumeToken.textLength, let raw = Base64.decodeURL(text), raw.count == 20 else { return nil }
         var slot: UInt32 = 0
         for i in 0..<4 { slot = slot << 8 | UInt32(raw[i]) }
         var a: UInt64 = 0, b: UInt64 = 0
@@ -211,51 +211,6 @@ struct ResumeToken: Equatable {
     init(slot: UInt32, secret: (UInt64, UInt64)) {
         self.slot = slot
         self.secret = secret
-    }
-}
-
-/// Base64url without padding (RFC 4648 section 5), for tokens that travel in JSON and URLs.
-enum Base64URL {
-    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-
-    static func encode(_ bytes: [UInt8], into out: inout [UInt8]) {
-        var i = 0
-        while i < bytes.count {
-            let rest = min(3, bytes.count - i)
-            var n: UInt32 = 0
-            for k in 0..<3 { n = n << 8 | (k < rest ? UInt32(bytes[i + k]) : 0) }
-            for k in 0..<(rest + 1) { out.append(alphabet[Int(n >> UInt32(18 - 6 * k) & 63)]) }
-            i += 3
-        }
-    }
-
-    /// Strict: only the url alphabet, no padding, and zero bits where the last character has spare ones.
-    static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
-        guard text.count % 4 != 1 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(text.count * 3 / 4)
-        var acc: UInt32 = 0
-        var bits = 0
-        for c in text {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = c - UInt8(ascii: "A")
-            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = c - UInt8(ascii: "a") + 26
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0") + 52
-            case UInt8(ascii: "-"): v = 62
-            case UInt8(ascii: "_"): v = 63
-            default: return nil
-            }
-            acc = acc << 6 | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
-                acc &= (1 << UInt32(bits)) - 1
-            }
-        }
-        guard acc == 0 else { return nil }
-        return out
     }
 }
 

@@ -1,30 +1,53 @@
-/// Base64 with the standard alphabet (RFC 4648 section 4). Decoding is strict, because its only input is the
-/// Sec-WebSocket-Key, which a conforming client always sends canonically encoded: padding is required, and
-/// whitespace, other characters and non-zero padding bits are refused.
+/// Base64 with the standard alphabet (RFC 4648 section 4) for the handshake, and base64url without padding
+/// (section 5) for resume tokens. Decoding is strict, because its inputs are the Sec-WebSocket-Key, which a
+/// conforming client always sends canonically encoded (padding required), and tokens we wrote ourselves:
+/// whitespace, other characters and non-zero spare bits are refused.
 enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let urlAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        encode(bytes, url: false, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the encoding: the standard alphabet with padding, or (`url`) base64url without padding (RFC 4648
+    /// section 5), for tokens that travel in JSON and URLs.
+    static func encode(_ bytes: [UInt8], url: Bool, into out: inout [UInt8]) {
+        let table = url ? urlAlphabet : alphabet
         var i = 0
-        while i + 3 <= bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
+        while i < bytes.count {
+            let rest = min(3, bytes.count - i)
+            var n: UInt32 = 0
+            for k in 0..<3 { n = n << 8 | (k < rest ? UInt32(bytes[i + k]) : 0) }
+            for k in 0..<(rest + 1) { out.append(table[Int(n >> UInt32(18 - 6 * k) & 63)]) }
+            if !url { for _ in rest..<3 { out.append(UInt8(ascii: "=")) } }
             i += 3
         }
-        let rest = bytes.count - i
-        if rest > 0 {
-            let n = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(rest == 2 ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "="))
-            out.append(UInt8(ascii: "="))
+    }
+
+    /// Base64url without padding, strictly: only the url alphabet, and zero bits where the last character has
+    /// spare ones.
+    static func decodeURL(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard text.count % 4 != 1 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count * 3 / 4)
+        var acc: UInt32 = 0
+        var bits = 0
+        for c in text {
+            guard let v = value(c, url: true) else { return nil }
+            acc = acc << 6 | v
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+                acc &= (1 << UInt32(bits)) - 1
+            }
         }
-        return String(decoding: out, as: UTF8.self)
+        guard acc == 0 else { return nil }
+        return out
     }
 
     static func decode(_ text: String) -> [UInt8]? {
@@ -59,13 +82,13 @@ enum Base64 {
         return out
     }
 
-    private static func value(_ c: UInt8) -> UInt32? {
+    private static func value(_ c: UInt8, url: Bool = false) -> UInt32? {
         switch c {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"): return UInt32(c - UInt8(ascii: "A"))
         case UInt8(ascii: "a")...UInt8(ascii: "z"): return UInt32(c - UInt8(ascii: "a") + 26)
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(c - UInt8(ascii: "0") + 52)
-        case UInt8(ascii: "+"): return 62
-        case UInt8(ascii: "/"): return 63
+        case UInt8(ascii: url ? "-" : "+"): return 62
+        case UInt8(ascii: url ? "_" : "/"): return 63
         default: return nil
         }
     }
