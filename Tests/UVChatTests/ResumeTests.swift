@@ -487,8 +487,8 @@ private func messages(_ events: [String]) -> [String] {
 }
 
 @Suite struct ReplayRingTests {
-    private func keep(_ ring: inout ReplayRing, _ seq: UInt64, _ text: String) -> Int {
-        Array(text.utf8).withUnsafeBytes { ring.append(seq: seq, $0) }
+    private func keep(_ ring: inout ReplayRing, _ seq: UInt64, _ text: String) -> Bool {
+        Array(text.utf8).withUnsafeBytes { ring.keep(seq: seq, $0) }
     }
 
     private func contents(_ ring: ReplayRing, after seq: UInt64 = 0) -> [String] {
@@ -500,7 +500,7 @@ private func messages(_ events: [String]) -> [String] {
     @Test func holdsInOrderAndForgetsWhatIsAcknowledged() {
         var ring = ReplayRing()
         #expect(ring.bytes.capacity == 0 && ring.isEmpty)
-        for n: UInt64 in 1...5 { #expect(keep(&ring, n, "t\(n)") == 0) }
+        for n: UInt64 in 1...5 { #expect(keep(&ring, n, "t\(n)")) }
         #expect(contents(ring, after: 3) == ["4:t4", "5:t5"])
         ring.acknowledge(through: 2)
         #expect(contents(ring) == ["3:t3", "4:t4", "5:t5"] && ring.heldBytes == 6)
@@ -508,18 +508,19 @@ private func messages(_ events: [String]) -> [String] {
         #expect(ring.isEmpty && ring.heldBytes == 0)
     }
 
-    @Test func theBoundsForgetTheOldestFirst() {
+    @Test func theBoundsRefuseWhatDoesNotFitAndForgetNothing() {
         var ring = ReplayRing()
-        for n in 1...ReplayRing.maxMessages { _ = keep(&ring, UInt64(n), "x") }
-        #expect(!ring.fits(1))
-        #expect(keep(&ring, 65, "y") == 1)
-        #expect(contents(ring).first == "2:x" && ring.count == ReplayRing.maxMessages)
+        for n in 1...ReplayRing.maxMessages { #expect(keep(&ring, UInt64(n), "x")) }
+        #expect(!keep(&ring, 65, "y"))
+        #expect(contents(ring).first == "1:x" && contents(ring).last == "64:x" && ring.count == ReplayRing.maxMessages)
+        ring.acknowledge(through: 1)
+        #expect(keep(&ring, 65, "y") && contents(ring).last == "65:y")
         var big = ReplayRing()
         let half = String(repeating: "h", count: ReplayRing.maxBytes / 2)
-        _ = keep(&big, 1, half)
-        _ = keep(&big, 2, half)
-        #expect(keep(&big, 3, "z") == 1 && big.heldBytes == half.utf8.count + 1)
-        #expect(keep(&big, 4, String(repeating: "o", count: ReplayRing.maxBytes + 1)) == 0 && big.count == 2)
+        #expect(keep(&big, 1, half) && keep(&big, 2, half))
+        #expect(!keep(&big, 3, "z") && big.heldBytes == ReplayRing.maxBytes && big.count == 2)
+        var empty = ReplayRing()
+        #expect(!keep(&empty, 1, String(repeating: "o", count: ReplayRing.maxBytes + 1)) && empty.isEmpty)
     }
 
     @Test func storageStaysWithinTwiceTheBound() {

@@ -274,29 +274,26 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
             relay(text, to: partner, now: now)
             return
         }
-        if side.isAway {
-            guard side.ring.fits(text.count) else {
-                // A version 1 sender has no `partner_away` code (B.7).
+        // Kept until acknowledged. Away, a message that does not fit is refused (a version 1 sender has no
+        // `partner_away` code, B.7). Connected, a full ring refuses the sender until the client acks: forgetting the
+        // oldest would leave a gap a resume could not fill. Only a text larger than the whole ring (possible with
+        // `--max-message-bytes` above 64 KiB) goes out without being kept.
+        let seq = side.sentSeq &+ 1
+        if !side.ring.keep(seq: seq, text) && (side.isAway || text.count <= ReplayRing.maxBytes) {
+            if side.isAway {
                 refuse(peer, isV2(peer) ? .partnerAway : .rateLimited, now: now)
-                return
+            } else {
+                _counters.ringFullRefusals &+= 1
+                refuseRate(peer, now: now)
             }
-            if let id, let senderSide { senderSide.lastID = id }
-            side.sentSeq &+= 1
-            _ = side.ring.append(seq: side.sentSeq, text)
-            _counters.messagesKept &+= 1
-            return
-        }
-        // Connected, its ring is full of what it has not acknowledged: forgetting the oldest would leave a gap a
-        // resume could not fill, so the sender is refused until the client acks (a text larger than the whole ring
-        // could never be kept: it is relayed, not kept).
-        if text.count <= ReplayRing.maxBytes && !side.ring.fits(text.count) {
-            _counters.ringFullRefusals &+= 1
-            refuseRate(peer, now: now)
             return
         }
         if let id, let senderSide { senderSide.lastID = id }
-        side.sentSeq &+= 1
-        _ = side.ring.append(seq: side.sentSeq, text)
+        side.sentSeq = seq
+        if side.isAway {
+            _counters.messagesKept &+= 1
+            return
+        }
         let outstanding = outbox.relay(escapedText: text, seq: side.sentSeq, to: partner)
         _counters.messagesRelayed &+= 1
         if outstanding > settings.outgoingCap { dropSlowConsumer(partner, now: now) }
@@ -494,11 +491,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         side.ring.acknowledge(through: seq)
         _counters.resumes &+= 1
         if wasAway {
-            awayCount -= 1
-            peers[o].interests = []
-            peers[o].tag = 0
-            members2[old] = nil
-            outbox.release(old)
+            release(old)
         } else {
             // The old connection is still open: it keeps a blank record, leaves quietly (it has no partner any
             // more) and is closed with 4001.

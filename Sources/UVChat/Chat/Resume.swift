@@ -93,27 +93,18 @@ struct ReplayRing {
     var count: Int { entries.count - first }
     var isEmpty: Bool { count == 0 }
 
-    /// Whether one more text of `length` bytes fits without forgetting anything.
+    /// Keeps `text` as message `seq` if it fits in what is left of the bounds; false (and nothing kept) when it
+    /// does not: nothing unacknowledged is ever forgotten to make room.
     @inlinable
-    func fits(_ length: Int) -> Bool {
-        entries.count - first < ReplayRing.maxMessages && heldBytes + length <= ReplayRing.maxBytes
-    }
-
-    /// Keeps `text` as message `seq`, forgetting the oldest until it fits; returns how many were forgotten. A text
-    /// larger than the whole ring is not kept (and forgets nothing).
-    @inlinable
-    mutating func append(seq: UInt64, _ text: UnsafeRawBufferPointer) -> Int {
-        guard text.count <= ReplayRing.maxBytes else { return 0 }
-        var forgotten = 0
-        while !fits(text.count) {
-            dropFirst()
-            forgotten += 1
+    mutating func keep(seq: UInt64, _ text: UnsafeRawBufferPointer) -> Bool {
+        guard entries.count - first < ReplayRing.maxMessages && heldBytes + text.count <= ReplayRing.maxBytes else {
+            return false
         }
         compactIfWorthIt()
         bytes.append(contentsOf: text)
         entries.append(Entry(seq: seq, length: text.count))
         heldBytes += text.count
-        return forgotten
+        return true
     }
 
     /// The client has everything up to `seq`.
