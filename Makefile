@@ -55,10 +55,10 @@ unit: deps
 
 ## e2e (part of test): the browser suites run beside the socket suites (they mostly wait on Chromium)
 e2e: venv
-	@UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e/test_browser.py Tests/e2e/test_browser_resume.py \
+	@UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e/test_browser.py Tests/e2e/test_browser_resume.py Tests/e2e/test_browser_images.py \
 	    > $(BUILD)/e2e-browser.log 2>&1 & browser=$$!; \
 	UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
-	    --ignore=Tests/e2e/test_browser_resume.py; sockets=$$?; \
+	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py; sockets=$$?; \
 	wait $$browser; browsers=$$?; echo "--- browser suites:"; cat $(BUILD)/e2e-browser.log; \
 	test $$sockets = 0 && test $$browsers = 0
 

@@ -20,6 +20,10 @@
   const RESEND_BURST = 8;        // after a resume, re-sent messages beyond this many go out at...
   const RESEND_GAP_MS = 125;     // ...one per this long (under the server's 10 a second)
   const KEEP_LINES = 400;        // log lines kept in sessionStorage, so that a reloaded tab shows them
+  const IMAGE_MAX = 1024 * 1024; // the server's default image limit, in bytes
+  const IMAGE_SIDE = 1600;       // a photo's longest side is scaled down to this many pixels before it is offered
+  const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif'];
+  const OFFER_MS = 60000;        // an offer nobody answered is dead on the server after this long
   const STORE = 'uvchat.chat';
   const NAME = 'uvchat';
 
@@ -28,6 +32,8 @@
   const log = $('log'), typingEl = $('typing'), text = $('text'), sendBtn = $('send'), nextBtn = $('next');
   const counter = $('counter'), onlineEl = $('online'), tagInput = $('interest-input'), tagList = $('tags');
   const countdownEl = $('countdown'), jumpBtn = $('jump'), soundBox = $('sound'), changeBtn = $('change');
+  const attachBtn = $('attach'), fileInput = $('file'), imagesBox = $('images'), imagesStart = $('images-start');
+  const imagesHint = $('images-hint'), logWrap = $('logwrap');
 
   let ws = null;             // the one socket we listen to, or null
   let stale = [];            // sockets given up for dead (a probe went unanswered); closed once a new one is settled
@@ -40,6 +46,8 @@
   let lastSent = null;       // the last message sent: { entry, item, text }, to mark if the server refuses it
   let typingSent = false;
   let partnerAway = false;
+  let partnerImages = false; // the partner's `start` said it accepts image offers (from `paired` / `resumed`)
+  let askedImages = false;   // what our own last `start` said
   let unread = 0;
   const baseTitle = document.title;
 
@@ -56,6 +64,7 @@
   let resuming = false;      // `resume` sent, no answer yet
   let sentMax = 0;           // the highest message id sent on this socket
   let pings = [];            // for each ping not answered yet, sentMax when it went out
+  let pingsSent = 0, pongsSeen = 0;   // counted, so that an image offer knows which errors can still be about it
   let outbox = [];           // unconfirmed entries waiting to go out on this socket, in order
   let burst = Infinity;      // how many of them may go out at once; the rest are paced
   let ackedSeq = 0, unacked = 0;
@@ -76,6 +85,7 @@
       return {
         chat: { token: c.token, grace: Number(c.grace) || 30, lastSeq: Math.max(0, Math.floor(Number(c.lastSeq) || 0)),
                 nextId: Math.max(1, Math.floor(Number(c.nextId) || 1)), hello: String(c.hello || ''),
+                imageId: Math.max(0, Math.floor(Number(c.imageId) || 0)) % 2 ** 31,
                 unconfirmed: Array.isArray(c.unconfirmed) ? c.unconfirmed.filter((u) => u && Number.isInteger(u.id) && typeof u.text === 'string') : [] },
         interests: Array.isArray(s.interests) ? s.interests.map(String).slice(0, MAX_TAGS) : [],
         head: String(s.head || ''),
@@ -84,6 +94,7 @@
     } catch { return null; }
   }
   function endChat() {
+    dropOffers('the chat ended');
     chat = null;
     outbox = [];
     items.clear();
@@ -148,10 +159,13 @@
       li.append(w, ' ');
     }
     li.append(entry.b);
-    log.append(li);
     if (entry.id) items.set(entry.id, li);
+    return place(li, stick);
+  }
+  function place(li, stick) {
+    log.append(li);
     // Stay put while the person has scrolled up to read; offer a way down instead.
-    if (stick || entry.k.startsWith('you')) toBottom(); else jumpBtn.hidden = false;
+    if (stick || li.className.startsWith('you')) toBottom(); else jumpBtn.hidden = false;
     return li;
   }
   function line(kind, who, body, id) {
@@ -172,6 +186,9 @@
     save();
   }
   function clearLog() {
+    dropOffers('');
+    for (const u of blobUrls) URL.revokeObjectURL(u);
+    blobUrls.length = 0;
     log.textContent = '';
     lines = [];
     items.clear();
@@ -195,6 +212,7 @@
     changeBtn.hidden = wanted;
     if (s !== 'paired') strangerTyping(false);
     if (s !== 'waiting') stopCountdown();
+    updateAttach();
   }
 
   function start() {
@@ -219,11 +237,13 @@
     }
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const sock = new WebSocket(scheme + '//' + location.host + '/ws', [SUBPROTOCOL]);
+    sock.binaryType = 'arraybuffer';   // images come as one binary message each
     ws = sock;
     greeted = false;
     resuming = false;
     sentMax = 0;
     pings = [];
+    pingsSent = pongsSeen = 0;
     outbox = [];
     burst = Infinity;
     ackedSeq = chat ? chat.lastSeq : 0;
@@ -231,7 +251,7 @@
     lastFrameAt = Date.now();
     clearTimeout(greetTimer);
     greetTimer = setTimeout(() => { if (ws === sock && !greeted) abandon(); }, GREETING_MS);
-    sock.onmessage = (ev) => { if (ws === sock) onFrame(ev.data); };
+    sock.onmessage = (ev) => { if (ws !== sock) return; if (typeof ev.data === 'string') onFrame(ev.data); else onBinary(ev.data); };
     sock.onclose = (ev) => { if (ws === sock) onLost(ev.code); };
   }
 
@@ -254,7 +274,11 @@
       if (wanted) sendStart();
     }
   }
-  function sendStart() { send({ type: 'start', interests: interests.slice(), images: false }); }
+  function sendStart() {
+    askedImages = imagesBox.checked;
+    imagesHint.hidden = true;
+    send({ type: 'start', interests: interests.slice(), images: askedImages });
+  }
   function closeStale() {
     for (const s of stale) try { s.close(); } catch { /* already gone */ }
     stale = [];
@@ -278,6 +302,7 @@
 
   function onLost(code) {
     ws = null;
+    dropOffers('the connection was lost');   // offers die with either side's socket
     stopSocketTimers();
     const was = state;
     greeted = false;
@@ -325,7 +350,11 @@
   function ping() {
     if (!greeted || !send({ type: 'ping' })) return;
     pings.push(sentMax);
-    if (!probeTimer) probeTimer = setTimeout(() => { probeTimer = 0; abandon(); }, PROBE_MS);
+    pingsSent += 1;
+    // A ping queued behind an image still going out leaves only when the image has: wait that much longer
+    // (counted at a slow 16 KB/s) before taking the silence for a dead connection.
+    const behind = Math.min(60000, ws.bufferedAmount / 16);
+    if (!probeTimer) probeTimer = setTimeout(() => { probeTimer = 0; abandon(); }, PROBE_MS + behind);
   }
   function probe() {
     if (!ws) {
@@ -385,6 +414,7 @@
       if (burst <= 0) { pumpTimer = setTimeout(() => { burst = 1; pump(); }, RESEND_GAP_MS); return; }
       const u = outbox[0];
       if (!send({ type: 'message', text: u.text, id: u.id })) return;
+      lastKind = 'text';
       outbox.shift();
       if (!u.sent) { u.sent = true; save(); }
       burst -= 1;
@@ -407,6 +437,8 @@
   // ---- the partner is away ----
   function setAway(on, grace) {
     partnerAway = on;
+    if (on) dropOffers("Stranger's connection dropped");
+    updateAttach();
     clearInterval(awayTimer);
     countdownEl.hidden = true;
     if (!on) return;
@@ -459,6 +491,8 @@
         break;
       case 'pong':
         if (pings.length) settled(pings.shift());
+        pongsSeen += 1;
+        offerSettled();
         break;
       case 'waiting':
         setState('waiting');
@@ -470,7 +504,8 @@
         lastSent = null;
         setAway(false);
         const hello = helloText(m);
-        chat = { token: String(m.token || ''), grace: Number(m.grace) || 30, lastSeq: 0, nextId: 1, unconfirmed: [], hello };
+        chat = { token: String(m.token || ''), grace: Number(m.grace) || 30, lastSeq: 0, nextId: 1, imageId, unconfirmed: [], hello };
+        partnerImages = !!(m.partner && m.partner.images === true);
         if (!chat.token) chat = null;   // nothing to resume with
         ackedSeq = 0;
         unacked = 0;
@@ -491,6 +526,7 @@
         chat.token = String(m.token || chat.token);
         chat.grace = Number(m.grace) || chat.grace;
         if (Array.isArray(m.common)) chat.hello = helloText(m);
+        if (m.partner) partnerImages = m.partner.images === true;
         // The server has every message up to `id`; the rest go again, in order, with the same ids.
         const got = Number(m.id) || 0;
         settled(got);
@@ -546,6 +582,18 @@
         attention('Stranger left');
         if (document.activeElement !== text) nextBtn.focus();
         break;
+      case 'image_offer':
+        offered(m);
+        break;
+      case 'image_accept':
+        if (outOffer && m.id === outOffer.id && outOffer.state === 'offered') sendImage(outOffer);
+        break;
+      case 'image_decline':
+        if (outOffer && m.id === outOffer.id && outOffer.state === 'offered') {
+          endOut(outOffer, ' (declined)', 'Stranger declined your image.');
+          note('Stranger declined your image.');
+        }
+        break;
       case 'error':
         onError(String(m.code || ''), String(m.message || ''));
         break;
@@ -553,6 +601,7 @@
   }
 
   function onError(code, message) {
+    if (imageRefused(code)) return;
     if (resuming && code === 'rate_limited') {   // the resume itself was refused for now: ask again shortly
       setTimeout(() => { if (resuming && chat) send({ type: 'resume', token: chat.token, seq: chat.lastSeq }); }, 2000);
       return;
@@ -755,6 +804,355 @@
     try { localStorage.setItem('uvchat.sound', soundBox.checked ? '1' : '0'); } catch { /* storage off */ }
   });
 
+  // ---- images, with the receiver's consent (PROTOCOL.md B.3) ----
+  // Picture bytes live only in memory and in blob: URLs (revoked with the log); the log lines, the saved
+  // transcript and sessionStorage hold a `[image]` marker in their place. At most one offer of ours and one of
+  // the partner's are open; any drop or end of the chat kills both, on both sides, without a word from the server.
+  let imageId = 0;        // the id of our last offer: ids grow with each offer, across chats and reloads
+  let outOffer = null;    // ours: { id, data, mime, entry, item, status, state: preparing|offered|sending|sent, until, timer }
+  let inOffer = null;     // the partner's: { id, mime, entry, item, state: offered|accepted, timer }
+  let lastKind = '';      // 'text' or 'image': what we sent last, to tell whose rate_limited it is
+  const blobUrls = [];
+
+  function canAttach() { return state === 'paired' && !resuming && partnerImages && !partnerAway && !!chat; }
+  function updateAttach() {
+    attachBtn.hidden = !canAttach();
+    attachBtn.disabled = !!outOffer;   // one open offer at a time (the server says busy otherwise)
+  }
+  function kb(n) { return Math.max(1, Math.round(n / 1024)) + ' KB'; }
+
+  // An image line: "You: [image]" in the transcript, with a status and later the picture in the log.
+  function imageLine(kind, who, lead) {
+    const stick = nearBottom();
+    const entry = { k: kind + ' image', w: who, b: '[image]' };
+    lines.push(entry);
+    save();
+    const li = document.createElement('li');
+    li.className = entry.k;
+    const w = document.createElement('span');
+    w.className = 'who';
+    w.textContent = who + ':';
+    const status = document.createElement('span');
+    status.className = 'istate';
+    li.append(w, ' ', lead, status);
+    place(li, stick);
+    return { entry, item: li, status };
+  }
+  function endLine(o, suffix, shown) {   // the transcript keeps `[image]` and says what became of it
+    o.entry.b = '[image]' + suffix;
+    if (suffix) o.entry.k += ' refused';
+    o.status.textContent = shown;
+    o.item.classList.toggle('refused', !!suffix);
+    save();
+  }
+  function picture(o, url, blurred) {
+    const fig = document.createElement('figure');
+    fig.className = 'shot';
+    const img = document.createElement('img');
+    img.alt = o.entry.w === 'You' ? 'Your image' : 'Image from Stranger';
+    img.addEventListener('error', () => { fig.remove(); endLine(o, ' (could not be shown)', 'The image could not be shown.'); });
+    img.src = url;
+    fig.append(img);
+    o.item.append(fig);
+    if (!blurred) return;
+    // Blurred until the person asks to see it, and blurred again on Hide.
+    const veil = document.createElement('button');
+    veil.type = 'button';
+    veil.className = 'veil';
+    const label = document.createElement('span');
+    label.textContent = 'Click to show';
+    veil.append(label);
+    const hide = document.createElement('button');
+    hide.type = 'button';
+    hide.className = 'link';
+    hide.textContent = 'Hide image';
+    const show = (on) => {
+      fig.classList.toggle('blurred', !on);
+      veil.hidden = on;
+      hide.hidden = !on;
+      (on ? hide : veil).focus();
+    };
+    veil.addEventListener('click', () => show(true));
+    hide.addEventListener('click', () => show(false));
+    fig.classList.add('blurred');
+    fig.append(veil);
+    hide.hidden = true;
+    o.item.append(hide);
+  }
+
+  // Scale a photo down and re-encode it through a canvas, which also leaves every piece of metadata behind.
+  // createImageBitmap applies the EXIF orientation. A GIF within the limit goes as it is (a canvas would keep one
+  // frame of an animation; the server cleans GIFs); a larger one becomes a still.
+  async function prepare(file) {
+    if (file.type === 'image/gif' && file.size <= IMAGE_MAX) return { blob: file, mime: 'image/gif' };
+    let bmp;
+    try {
+      bmp = await createImageBitmap(file, { imageOrientation: 'from-image' });
+    } catch {
+      throw new Error('This browser cannot open that file as an image (HEIC photos, for one). Try a JPEG or PNG.');
+    }
+    try {
+      const alpha = file.type !== 'image/jpeg' && transparent(bmp);
+      const canvas = document.createElement('canvas');
+      let scale = Math.min(1, IMAGE_SIDE / Math.max(bmp.width, bmp.height));
+      for (let round = 0; round < 6; round += 1, scale *= 0.7) {
+        canvas.width = Math.max(1, Math.round(bmp.width * scale));
+        canvas.height = Math.max(1, Math.round(bmp.height * scale));
+        const g = canvas.getContext('2d');
+        if (!alpha) { g.fillStyle = '#fff'; g.fillRect(0, 0, canvas.width, canvas.height); }   // JPEG has no alpha
+        g.drawImage(bmp, 0, 0, canvas.width, canvas.height);
+        for (const q of alpha ? [0] : [0.9, 0.8, 0.7, 0.6, 0.5]) {
+          const mime = alpha ? 'image/png' : 'image/jpeg';
+          const blob = await new Promise((done) => canvas.toBlob(done, mime, q));
+          if (blob && blob.size <= IMAGE_MAX) return { blob, mime };
+        }
+      }
+      throw new Error('That image is too large to send, even scaled down.');
+    } finally {
+      bmp.close();
+    }
+  }
+  function transparent(bmp) {   // looked at in a small copy: enough to tell a PNG with a see-through part
+    const f = Math.min(1, 256 / Math.max(bmp.width, bmp.height));
+    const c = document.createElement('canvas');
+    c.width = Math.max(1, Math.round(bmp.width * f));
+    c.height = Math.max(1, Math.round(bmp.height * f));
+    const g = c.getContext('2d', { willReadFrequently: true });
+    g.drawImage(bmp, 0, 0, c.width, c.height);
+    const px = g.getImageData(0, 0, c.width, c.height).data;
+    for (let i = 3; i < px.length; i += 4) if (px[i] < 255) return true;
+    return false;
+  }
+
+  async function attach(file) {
+    if (!file) return;
+    if (!canAttach()) { note("Stranger doesn't accept images in this chat.", 'refused'); return; }
+    if (outOffer) { note('Wait until Stranger has answered your last image.', 'refused'); return; }
+    const o = imageLine('you', 'You', '');
+    o.state = 'preparing';
+    o.status.textContent = 'Preparing image…';
+    outOffer = o;
+    updateAttach();
+    const theChat = chat;
+    let ready;
+    try {
+      ready = await prepare(file);
+    } catch (e) {
+      if (outOffer === o) { outOffer = null; updateAttach(); }
+      endLine(o, ' (not sent)', 'Not sent.');
+      note('Not sent: ' + e.message, 'refused');
+      return;
+    }
+    if (outOffer === o) o.data = new Uint8Array(await ready.blob.arrayBuffer());
+    if (outOffer !== o) return;   // the chat ended meanwhile (dropOffers said so)
+    if (chat !== theChat || !canAttach()) { endOut(o, ' (not sent)', 'Not sent.'); return; }
+    o.mime = ready.mime;
+    o.blob = ready.blob;
+    imageId = imageId % (2 ** 32 - 2) + 1;
+    o.id = imageId;
+    if (chat) { chat.imageId = imageId; save(); }
+    if (!send({ type: 'image_offer', id: o.id, mime: o.mime, bytes: o.data.length })) {
+      outOffer = null;
+      updateAttach();
+      endLine(o, ' (not sent)', 'Not sent: no connection.');
+      return;
+    }
+    lastKind = 'image';
+    o.state = 'offered';
+    o.status.textContent = 'Waiting for Stranger to accept… (' + kb(o.data.length) + ')';
+    settleAfter(o);
+    o.timer = setTimeout(() => {
+      if (outOffer === o && o.state === 'offered') endOut(o, ' (not answered)', 'Stranger did not answer in time; not sent.');
+    }, OFFER_MS);
+  }
+  // The errors the server has for a command all come before the answer to a ping sent after it.
+  function settleAfter(o) { ping(); o.until = pingsSent; }
+  function fresh(o) { return pongsSeen < o.until; }
+  function offerSettled() {
+    if (outOffer && outOffer.state === 'sent' && !fresh(outOffer)) { outOffer = null; updateAttach(); }
+  }
+  function endOut(o, suffix, shown) {
+    clearTimeout(o.timer);
+    clearInterval(o.poll);
+    if (outOffer === o) outOffer = null;
+    o.data = null;
+    endLine(o, suffix, shown);
+    updateAttach();
+  }
+
+  function sendImage(o) {
+    // One binary message: the offer id (4 bytes, big-endian), then exactly the offered bytes.
+    const frame = new Uint8Array(4 + o.data.length);
+    new DataView(frame.buffer).setUint32(0, o.id);
+    frame.set(o.data, 4);
+    const sock = ws;
+    if (!sock || sock.readyState !== WebSocket.OPEN) return;
+    clearTimeout(o.timer);
+    sock.send(frame);
+    lastKind = 'image';
+    o.state = 'sending';
+    o.data = null;
+    const total = frame.length;
+    const progress = () => {
+      if (outOffer !== o) { clearInterval(o.poll); return; }
+      const left = Math.min(total, sock.bufferedAmount);
+      o.status.textContent = left ? 'Sending image… ' + Math.floor(100 * (total - left) / total) + '%' : '';
+      if (left) return;
+      clearInterval(o.poll);
+      o.state = 'sent';
+      const url = URL.createObjectURL(o.blob);
+      blobUrls.push(url);
+      o.blob = null;
+      picture(o, url, false);
+      if (nearBottom()) toBottom();
+      settleAfter(o);
+    };
+    o.poll = setInterval(progress, 100);
+    progress();
+  }
+
+  // Image errors carry no id; with one open offer of ours they are about it. A code that text messages share
+  // (rate_limited, not_paired, partner_away, bad_request) is the offer's only while the server may still be
+  // answering the offer (or its bytes), and when the offer was the last thing we sent.
+  function imageRefused(code) {
+    const o = outOffer;
+    const why = { images_off: "Stranger doesn't accept images.", too_large: 'That image is too large to send.',
+                  busy: 'Your last image is still waiting for an answer.', bad_image: 'That file is not a valid image.',
+                  rate_limited: 'Too many images, wait a moment.', not_paired: "You're not chatting with anyone right now.",
+                  partner_away: "Stranger's connection dropped.", bad_request: 'The server did not take that image.' }[code];
+    if (!why) return false;
+    const own = ['images_off', 'too_large', 'busy', 'bad_image'].includes(code);
+    if (!o || o.state === 'preparing') {
+      if (!own) return false;
+      note('Not sent: ' + why, 'refused');
+      return true;
+    }
+    if (!own && !(fresh(o) && lastKind === 'image')) return false;
+    if (code === 'images_off') { partnerImages = false; updateAttach(); }
+    const shot = o.item.querySelector('.shot');
+    if (shot) shot.remove();
+    endOut(o, ' (not sent)', 'Not sent.');
+    note('Not sent: ' + why, 'refused');
+    return true;
+  }
+
+  function offered(m) {
+    const id = m.id, bytes = m.bytes, mime = String(m.mime);
+    if (!Number.isInteger(id) || id <= 0 || id >= 2 ** 32 || !IMAGE_TYPES.includes(mime) || !Number.isInteger(bytes) || bytes <= 0) return;
+    if (!chat || state !== 'paired') return;
+    if (inOffer) endIn(inOffer, ' (not answered)', '');   // a new offer means the old one is dead
+    if (!imagesBox.checked) {   // turned off during this chat: the server still thinks we accept
+      send({ type: 'image_decline', id });
+      note('Stranger tried to send you an image; it was declined because you turned images off.');
+      return;
+    }
+    const o = imageLine('them', 'Stranger', 'wants to send you an image (' + kb(bytes) + '): ');
+    Object.assign(o, { id, mime, state: 'offered' });
+    const view = document.createElement('button');
+    view.type = 'button';
+    view.className = 'primary';
+    view.textContent = 'View';
+    const no = document.createElement('button');
+    no.type = 'button';
+    no.textContent = 'Decline';
+    const buttons = document.createElement('span');
+    buttons.append(view, no);
+    o.item.append(buttons);
+    o.buttons = buttons;
+    view.addEventListener('click', () => {
+      if (inOffer !== o || !send({ type: 'image_accept', id })) return;
+      o.state = 'accepted';
+      buttons.remove();
+      o.status.textContent = 'Receiving…';
+      clearTimeout(o.timer);   // the bytes may take a while on a slow line; a minute more for them
+      o.timer = setTimeout(() => { if (inOffer === o) endIn(o, ' (not received)', 'The image did not arrive.'); }, OFFER_MS);
+      log.focus();
+    });
+    no.addEventListener('click', () => {
+      if (inOffer !== o) return;
+      send({ type: 'image_decline', id });
+      endIn(o, ' (declined)', 'You declined it.');
+      log.focus();
+    });
+    inOffer = o;
+    // Dead on the server after a minute unanswered; an accepted one whose bytes never come goes too.
+    o.timer = setTimeout(() => { if (inOffer === o) endIn(o, ' (not answered)', 'The offer has expired.'); }, OFFER_MS);
+    attention('Stranger wants to send an image');
+  }
+  function endIn(o, suffix, shown) {
+    clearTimeout(o.timer);
+    if (inOffer === o) inOffer = null;
+    if (o.buttons) o.buttons.remove();
+    endLine(o, suffix, shown);
+  }
+  function onBinary(data) {
+    lastFrameAt = Date.now();
+    clearTimeout(probeTimer);
+    probeTimer = 0;
+    const o = inOffer;
+    if (!(data instanceof ArrayBuffer) || data.byteLength < 4 || !o || o.state !== 'accepted') return;
+    if (new DataView(data).getUint32(0) !== o.id) return;
+    clearTimeout(o.timer);
+    inOffer = null;
+    const url = URL.createObjectURL(new Blob([data.slice(4)], { type: o.mime }));
+    blobUrls.push(url);
+    o.status.textContent = '';
+    const stick = nearBottom();
+    picture(o, url, true);
+    if (stick) toBottom();
+    attention('Stranger sent an image');
+  }
+
+  // Every open offer dies when the chat ends or either side drops.
+  function dropOffers(why) {
+    if (outOffer) endOut(outOffer, ' (not sent)', why ? 'Not sent: ' + why + '.' : '');
+    if (inOffer) endIn(inOffer, ' (not received)', why ? 'Not received: ' + why + '.' : '');
+  }
+
+  attachBtn.addEventListener('click', () => fileInput.click());
+  fileInput.addEventListener('change', () => {
+    const f = fileInput.files && fileInput.files[0];
+    fileInput.value = '';   // the same file can be chosen again
+    attach(f);
+  });
+  text.addEventListener('paste', (e) => {
+    const items = e.clipboardData ? [...e.clipboardData.items] : [];
+    const it = items.find((i) => i.kind === 'file' && i.type.startsWith('image/'));
+    if (!it) return;
+    e.preventDefault();
+    attach(it.getAsFile());
+  });
+  // A file dropped anywhere on the page is ours to handle: left alone, the browser would open it in place of the chat.
+  const dragsFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  document.addEventListener('dragover', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = canAttach() ? 'copy' : 'none';
+    logWrap.classList.toggle('dropping', canAttach());
+  });
+  document.addEventListener('dragleave', (e) => { if (!e.relatedTarget) logWrap.classList.remove('dropping'); });
+  document.addEventListener('drop', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    logWrap.classList.remove('dropping');
+    if (!chatPane.hidden) attach(e.dataTransfer.files[0]);
+  });
+
+  // The setting, remembered; it goes with each `start`, so a change made during a chat counts from the next one.
+  function setImages(on, changed) {
+    imagesBox.checked = imagesStart.checked = on;
+    try { localStorage.setItem('uvchat.images', on ? '1' : '0'); } catch { /* storage off */ }
+    if (!changed) return;
+    if (state === 'waiting' && wanted && greeted) { sendStart(); return; }   // queued: queue again, with it
+    const inChat = wanted && (state === 'paired' || state === 'resuming');
+    imagesHint.hidden = !wanted || on === askedImages;
+    imagesHint.textContent = on ? 'From your next chat.'
+      : inChat && askedImages ? 'Off: offers in this chat are declined.' : 'From your next chat.';
+  }
+  try { setImages(localStorage.getItem('uvchat.images') === '1', false); } catch { /* storage off */ }
+  imagesBox.addEventListener('change', () => setImages(imagesBox.checked, true));
+  imagesStart.addEventListener('change', () => setImages(imagesStart.checked, true));
+
   // ---- save the conversation, in the browser only ----
   $('save').addEventListener('click', () => {
     const body = lines.length ? [head, ...lines.map((e) => (e.w ? e.w + ': ' : '') + e.b)] : [NAME + ': nothing said yet'];
@@ -798,6 +1196,7 @@
   const kept = load();
   if (kept) {
     chat = kept.chat;
+    imageId = chat.imageId;
     interests = kept.interests;
     head = kept.head || NAME + ' conversation, ' + new Date().toLocaleString();
     lines = kept.lines;

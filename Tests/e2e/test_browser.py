@@ -158,7 +158,9 @@ def test_csp_header_and_no_third_party_requests(browsers, server):
     wait(d, lambda d: "Looking" in status(d))
     assert d.execute_script("return window.__csp") == []
     size = sum(os.path.getsize(os.path.join(ROOT, "www", f)) for f in os.listdir(os.path.join(ROOT, "www")))
-    assert size < 48_000   # version 2 (resume, acks, a reload that keeps the chat) made app.js about 15 KB larger
+    # Version 2 (resume, acks, a reload that keeps the chat) made app.js about 15 KB larger; images with consent
+    # (B.3: offers, the canvas re-encode, the blurred view) about 20 KB more.
+    assert size < 68_000
 
 
 def test_title_changes_while_the_tab_is_hidden(browsers, server):
