@@ -590,8 +590,8 @@
         break;
       case 'image_decline':
         if (outOffer && m.id === outOffer.id && outOffer.state === 'offered') {
-          endOut(outOffer, ' (declined)', 'Stranger declined your image.');
-          note('Stranger declined your image.');
+          endOut(outOffer, ' (declined)', 'Declined.');
+          note('Stranger declined your image.');   // a line of its own, so that the live region reads it
         }
         break;
       case 'error':
@@ -812,6 +812,7 @@
   let outOffer = null;    // ours: { id, data, mime, entry, item, status, state: preparing|offered|sending|sent, until, timer }
   let inOffer = null;     // the partner's: { id, mime, entry, item, state: offered|accepted, timer }
   let lastKind = '';      // 'text' or 'image': what we sent last, to tell whose rate_limited it is
+  let answered = null;    // the partner's offer we last answered, while a bad_request can still be about it
   const blobUrls = [];
 
   function canAttach() { return state === 'paired' && !resuming && partnerImages && !partnerAway && !!chat; }
@@ -840,9 +841,10 @@
   }
   function endLine(o, suffix, shown) {   // the transcript keeps `[image]` and says what became of it
     o.entry.b = '[image]' + suffix;
-    if (suffix) o.entry.k += ' refused';
+    const ours = o.entry.w === 'You';   // ours in red when it did not go; the partner's that did not come stay grey
+    if (suffix && ours) o.entry.k += ' refused';
     o.status.textContent = shown;
-    o.item.classList.toggle('refused', !!suffix);
+    o.item.classList.toggle('refused', !!suffix && ours);
     save();
   }
   function picture(o, url, blurred) {
@@ -1015,6 +1017,12 @@
   // (rate_limited, not_paired, partner_away, bad_request) is the offer's only while the server may still be
   // answering the offer (or its bytes), and when the offer was the last thing we sent.
   function imageRefused(code) {
+    if (code === 'bad_request' && answered && fresh(answered)) {   // our answer came after the offer had died
+      const a = answered;
+      answered = null;
+      if (inOffer === a) endIn(a, ' (not received)', 'The offer was no longer open.');
+      return true;
+    }
     const o = outOffer;
     const why = { images_off: "Stranger doesn't accept images.", too_large: 'That image is too large to send.',
                   busy: 'Your last image is still waiting for an answer.', bad_image: 'That file is not a valid image.',
@@ -1061,6 +1069,8 @@
     o.buttons = buttons;
     view.addEventListener('click', () => {
       if (inOffer !== o || !send({ type: 'image_accept', id })) return;
+      answered = o;
+      settleAfter(o);
       o.state = 'accepted';
       buttons.remove();
       o.status.textContent = 'Receiving…';
@@ -1070,7 +1080,7 @@
     });
     no.addEventListener('click', () => {
       if (inOffer !== o) return;
-      send({ type: 'image_decline', id });
+      if (send({ type: 'image_decline', id })) { answered = o; settleAfter(o); }
       endIn(o, ' (declined)', 'You declined it.');
       log.focus();
     });
@@ -1105,6 +1115,7 @@
 
   // Every open offer dies when the chat ends or either side drops.
   function dropOffers(why) {
+    if (outOffer && outOffer.state === 'sent') { outOffer = null; updateAttach(); }   // gone out whole already
     if (outOffer) endOut(outOffer, ' (not sent)', why ? 'Not sent: ' + why + '.' : '');
     if (inOffer) endIn(inOffer, ' (not received)', why ? 'Not received: ' + why + '.' : '');
   }

@@ -8,6 +8,7 @@ import re
 
 from PIL import Image, ImageDraw
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from browser_helpers import browsers, el, is_paired, log_text, status, wait  # noqa: F401
 from test_browser import axe_problems, axe_source
@@ -175,20 +176,105 @@ def test_no_attach_toward_a_partner_who_does_not_accept_images(browsers, server)
     # The setting is remembered for the next visit.
     assert a.execute_script("return localStorage.getItem('uvchat.images')") == "1"
     assert b.execute_script("return localStorage.getItem('uvchat.images')") == "0"
+    # Changed during a chat, it counts from the next one, and the page says so; this chat stays as it was.
+    el(b, "images").click()
+    assert el(b, "images-hint").text == "From your next chat."
+    assert not el(a, "attach").is_displayed()
+    el(b, "images").click()
+    assert not el(b, "images-hint").is_displayed()
+    el(b, "images").click()
+    b.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE, Keys.ESCAPE)
+    wait(a, lambda d: "Stranger has disconnected." in status(d), what="b left")
+    el(b, "next").click()   # New: b's start now says images:true
+    wait(b, lambda d: "Looking" in status(d), what="b looks again")
+    c = browsers()
+    start_with(c, server, True)
+    wait(b, is_paired, what="b meets c")
+    wait(b, lambda d: el(d, "attach").is_displayed(), what="c accepts images")
+    assert not el(b, "images-hint").is_displayed()
+    wait(c, lambda d: el(d, "attach").is_displayed(), what="b accepts images now")
 
 
-def test_offer_is_accessible_and_dies_with_the_chat(browsers, server, tmp_path):
+def test_offer_and_picture_are_accessible_and_an_open_offer_dies_with_the_chat(browsers, server, tmp_path):
     axe_js = axe_source()
     path = photo(str(tmp_path / "p.jpg"), size=(800, 600), orientation=1)
     a, b = pair(browsers, server)
     el(a, "file").send_keys(path)
     wait(b, lambda d: offer_item(d) is not None, what="offer shown")
-    problems = axe_problems(b, "offer", axe_js)
     # The offer is announced like any other event: it is a new line in the log's live region.
     assert offer_item(b).find_element(By.XPATH, "ancestor::ol").get_attribute("aria-live") == "polite"
-    a.find_element(By.TAG_NAME, "body").send_keys("\ue00c", "\ue00c")   # Esc, Esc: a leaves
+    problems = axe_problems(b, "offer", axe_js)
+    offer_item(b).find_element(By.XPATH, ".//button[text()='View']").click()
+    wait(b, lambda d: shot(d, "them") and loaded(d, shot(d, "them")[0]), what="image received")
+    problems += axe_problems(b, "blurred picture", axe_js)
+    wait(a, lambda d: not el(d, "attach").get_attribute("disabled"), what="attach free again")
+    problems += axe_problems(a, "sent picture", axe_js)
+    el(a, "file").send_keys(path)
+    wait(b, lambda d: offer_item(d).find_elements(By.XPATH, ".//button[text()='View']"), what="second offer")
+    a.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE, Keys.ESCAPE)   # a leaves
     wait(b, lambda d: "Stranger has disconnected." in status(d), what="partner left")
     assert offer_item(b).find_elements(By.TAG_NAME, "button") == []   # nothing left to answer
     assert "Not received: the chat ended." in offer_item(b).text
+    assert "Not sent: the chat ended." in log_text(a)
     problems += axe_problems(b, "after", axe_js)
     assert problems == []
+
+
+def test_noisy_photo_transparent_png_and_a_file_the_browser_cannot_open(browsers, server, tmp_path):
+    noisy = str(tmp_path / "noisy.jpg")
+    Image.effect_noise((1600, 1600), 120).convert("RGB").save(noisy, "JPEG", quality=98)
+    assert os.path.getsize(noisy) > 1024 * 1024   # over the limit as it is: only a lower quality brings it under
+    clear = str(tmp_path / "clear.png")
+    png = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(png).ellipse([20, 20, 280, 180], fill=(220, 40, 40, 255))
+    png.save(clear)
+    heic = str(tmp_path / "photo.heic")
+    with open(heic, "wb") as f:
+        f.write(b"\0\0\0\x18ftypheic" + os.urandom(2000))   # what a browser without HEIC support cannot decode
+    a, b = pair(browsers, server)
+    el(a, "file").send_keys(heic)
+    wait(a, lambda d: "cannot open that file as an image" in log_text(d), what="undecodable file refused")
+    assert offer_item(b) is None
+    for path, magic, mime in ((noisy, b"\xff\xd8", "image/jpeg"), (clear, b"\x89PNG", "image/png")):
+        wait(a, lambda d: not el(d, "attach").get_attribute("disabled"), what="attach free")
+        count = len(shot(b, "them"))
+        el(a, "file").send_keys(path)
+        wait(b, lambda d: offer_item(d) is not None and offer_item(d).find_elements(By.XPATH, ".//button[text()='View']"),
+             timeout=15, what="offer shown")
+        offer_item(b).find_element(By.XPATH, ".//button[text()='View']").click()
+        wait(b, lambda d: len(shot(d, "them")) > count and loaded(d, shot(d, "them")[-1]), what="image received")
+        img = shot(b, "them")[-1]
+        data = base64.b64decode(b.execute_async_script(READ_BLOB, img.get_attribute("src")))
+        assert data.startswith(magic) and len(data) <= 1024 * 1024, (path, len(data))
+        assert b.execute_script("return window.__blobs[arguments[0]].type", img.get_attribute("src")) == mime
+
+
+def test_server_refusals_are_said_plainly(browsers, server_factory, tmp_path):
+    # One offer, then none for a long while.
+    server = server_factory("--image-offer-burst", "1", "--image-offers-per-second", "0.01")
+    fake = tmp_path / "fake.gif"
+    fake.write_bytes(b"this is not a picture, whatever its name says\n" * 20)   # a GIF under 1 MiB goes as it is
+    a, b = pair(browsers, server)
+    el(a, "file").send_keys(str(fake))
+    wait(b, lambda d: offer_item(d) is not None, what="offer shown")
+    offer_item(b).find_element(By.XPATH, ".//button[text()='View']").click()
+    wait(a, lambda d: "Not sent: That file is not a valid image." in log_text(d), what="bad_image")
+    assert shot(a, "you") == [] and shot(b, "them") == []
+    el(a, "file").send_keys(str(fake))
+    wait(a, lambda d: "Not sent: Too many images, wait a moment." in log_text(d), what="rate_limited")
+    assert not el(a, "attach").get_attribute("disabled")
+    # Text still goes: the refusals were the images', not the chat's.
+    el(a, "text").send_keys("still here\n")
+    wait(b, lambda d: "Stranger: still here" in log_text(d), what="text after the refusals")
+    assert "(not sent)" not in a.find_element(By.CSS_SELECTOR, "#log li.you:not(.image)").text
+
+
+def test_an_image_over_the_servers_limit_is_refused(browsers, server_factory, tmp_path):
+    server = server_factory("--max-image-bytes", "2000")
+    path = photo(str(tmp_path / "p.jpg"), size=(800, 600), orientation=1)
+    a, b = pair(browsers, server)
+    el(a, "file").send_keys(path)
+    wait(a, lambda d: "Not sent: That image is too large to send." in log_text(d), what="too_large")
+    assert offer_item(b) is None
+    assert "You: [image] (not sent)" in a.execute_script(
+        "return JSON.parse(sessionStorage.getItem('uvchat.chat')).lines.map(e => e.w + ': ' + e.b).join('\\n')")
