@@ -73,7 +73,9 @@ func fuzzWebSocket(_ input: UnsafeRawBufferPointer) {
     defer { copy.deallocate() }
     if input.count > 0 { copy.copyMemory(from: input) }
     let buffer = UnsafeMutableRawBufferPointer(rebasing: copy[0..<input.count])
-    var parser = WebSocketParser(maxMessageBytes: 4096)
+    // Binary messages have a larger limit than text and, under it, an allowance: both paths are exercised.
+    var parser = WebSocketParser(maxMessageBytes: 4096, maxBinaryBytes: 8192)
+    parser.binaryAllowance = 1024
     var offset = 0
     var events = 0
     while let event = parser.next(buffer, offset: &offset) {
@@ -85,7 +87,9 @@ func fuzzWebSocket(_ input: UnsafeRawBufferPointer) {
             check(p.count <= 4096, "text within cap")
             check(String(validating: p, as: UTF8.self) != nil, "text is valid UTF-8")
         case .binary(let p):
-            check(p.count <= 4096, "binary within cap")
+            check(p.count <= 1024, "binary within the allowance")
+        case .skippedBinary:
+            break
         case .ping(let p), .pong(let p):
             check(p.count <= 125, "control payload at most 125")
         case .close(let code, let reason):
@@ -117,7 +121,8 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
         if case .success(.message(_, let again, _)) = back { check(again == scalars, "relay keeps the text") } else {
             check(false, "relayed event decodes")
         }
-    case .success(.start), .success(.ack), .success(.resume), .success(.ping):
+    case .success(.start), .success(.ack), .success(.resume), .success(.ping), .success(.imageOffer),
+         .success(.imageAnswer):
         check(false, "v1 knows no v2 command")
     default:
         break
@@ -153,6 +158,10 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
         check(seq <= maxInteger, "resume seq in range")
     case .success(.ping):
         break
+    case .success(.imageOffer(let id, _, let bytes)):
+        check(id >= 1 && bytes >= 1 && bytes <= maxInteger, "offer id and size in range")
+    case .success(.imageAnswer(let id, _)):
+        check(id >= 1, "answer id in range")
     case .failure(let code):
         // Version 1's commands are refused on version 2 only for a bad id.
         switch v1 {

@@ -62,6 +62,12 @@ struct UVChatD: ParsableCommand {
     var interestTimeout = defaults.interestTimeout.flagSeconds
     @Option(help: "Version 2: seconds a dropped client's chat is held for its resume (0: no resume).")
     var resumeGrace = defaults.resumeGraceSeconds
+    @Option(help: "Version 2: largest image offer in bytes (too_large beyond; at most 64 MiB; 0: no images).")
+    var maxImageBytes = defaults.maxImageBytes
+    @Option(help: "Version 2: image offers per second per connection (token bucket rate).")
+    var imageOffersPerSecond = defaults.imageOfferRatePerSecond
+    @Option(help: "Burst of the image offer bucket.")
+    var imageOfferBurst = defaults.imageOfferBurst
 
     @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
@@ -120,8 +126,12 @@ struct UVChatD: ParsableCommand {
                           ("--typing-rate-per-second", typingRatePerSecond), ("--typing-burst", typingBurst),
                           ("--next-rate-per-second", nextRatePerSecond), ("--next-burst", nextBurst),
                           ("--address-rate-burst", addressRateBurst),
+                          ("--image-offers-per-second", imageOffersPerSecond), ("--image-offer-burst", imageOfferBurst),
                           ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
             throw ValidationError("\(name) must be positive")
+        }
+        guard (0...ServerConfiguration.maxImageLimit).contains(maxImageBytes) else {
+            throw ValidationError("--max-image-bytes must be 0 to \(ServerConfiguration.maxImageLimit)")
         }
         guard (0...3600).contains(resumeGrace) else { throw ValidationError("--resume-grace must be 0 to 3600") }
         guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
@@ -155,6 +165,9 @@ struct UVChatD: ParsableCommand {
         c.onlineInterval = .seconds(fromFlag: onlineInterval)
         c.interestTimeout = .seconds(fromFlag: interestTimeout)
         c.resumeGraceSeconds = resumeGrace
+        c.maxImageBytes = maxImageBytes
+        c.imageOfferRatePerSecond = imageOffersPerSecond
+        c.imageOfferBurst = imageOfferBurst
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute

@@ -38,6 +38,18 @@ final class RecordingOutbox: ChatOutbox {
         return outstanding[peer.rawValue, default: 0]
     }
 
+    /// Binary messages each peer was sent, and the binary allowance each was last given.
+    var binary: [UInt32: [[UInt8]]] = [:]
+    var allowance: [UInt32: Int] = [:]
+
+    func sendBinary(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
+        binary[peer.rawValue, default: []].append(Array(payload))
+        outstanding[peer.rawValue, default: 0] += payload.count + (payload.count < 126 ? 2 : payload.count <= 0xFFFF ? 4 : 10)
+        return outstanding[peer.rawValue, default: 0]
+    }
+
+    func allowBinary(_ bytes: Int, from peer: PeerID) { allowance[peer.rawValue] = bytes }
+
     var released: [UInt32] = []
     func release(_ peer: PeerID) { released.append(peer.rawValue) }
 

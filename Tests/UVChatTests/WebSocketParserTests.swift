@@ -6,6 +6,7 @@ enum WSTestSupport {
     /// An event copied out of the parser, whose pointers only live until its next call.
     enum Seen: Equatable, CustomStringConvertible {
         case text([UInt8]), binary([UInt8]), ping([UInt8]), pong([UInt8]), close(UInt16?, [UInt8]), fail(UInt16)
+        case skippedBinary
 
         init(_ event: WebSocketEvent) {
             switch event {
@@ -15,6 +16,7 @@ enum WSTestSupport {
             case .pong(let p): self = .pong(Array(p))
             case .close(let code, let reason): self = .close(code, Array(reason))
             case .fail(let code): self = .fail(code.rawValue)
+            case .skippedBinary: self = .skippedBinary
             }
         }
 
@@ -26,6 +28,7 @@ enum WSTestSupport {
             case .pong(let b): return "pong(\(b))"
             case .close(let c, let r): return "close(\(String(describing: c)), \(r))"
             case .fail(let c): return "fail(\(c))"
+            case .skippedBinary: return "skippedBinary"
             }
         }
     }
@@ -72,8 +75,10 @@ enum WSTestSupport {
 
     /// Feeds the chunks in order to one parser and records every event; also checks that the parser accounts for
     /// every byte (nil only when the chunk is used up).
-    static func feed(_ chunks: [[UInt8]], max: Int = 1 << 20, maxFrame: Int? = nil) -> [Seen] {
-        var parser = WebSocketParser(maxMessageBytes: max, maxFrameBytes: maxFrame)
+    static func feed(_ chunks: [[UInt8]], max: Int = 1 << 20, maxFrame: Int? = nil, maxBinary: Int? = nil,
+                     allowance: Int? = nil) -> [Seen] {
+        var parser = WebSocketParser(maxMessageBytes: max, maxFrameBytes: maxFrame, maxBinaryBytes: maxBinary)
+        if let allowance { parser.binaryAllowance = allowance }
         var seen: [Seen] = []
         for chunk in chunks {
             var bytes = chunk
@@ -90,21 +95,24 @@ enum WSTestSupport {
 
     /// The events for `bytes` whole, checking that every two-piece split and byte-by-byte feeding give the same.
     @discardableResult
-    static func feedEverySplit(_ bytes: [UInt8], max: Int = 1 << 20, maxFrame: Int? = nil,
-                               sourceLocation: SourceLocation = #_sourceLocation) -> [Seen] {
-        let whole = feed([bytes], max: max, maxFrame: maxFrame)
+    static func feedEverySplit(_ bytes: [UInt8], max: Int = 1 << 20, maxFrame: Int? = nil, maxBinary: Int? = nil,
+                               allowance: Int? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> [Seen] {
+        let whole = feed([bytes], max: max, maxFrame: maxFrame, maxBinary: maxBinary, allowance: allowance)
         for cut in 0...bytes.count {
-            let split = feed([Array(bytes[..<cut]), Array(bytes[cut...])], max: max, maxFrame: maxFrame)
+            let split = feed([Array(bytes[..<cut]), Array(bytes[cut...])], max: max, maxFrame: maxFrame,
+                             maxBinary: maxBinary, allowance: allowance)
             #expect(split == whole, "split at \(cut)", sourceLocation: sourceLocation)
         }
-        #expect(feed(bytes.map { [$0] }, max: max, maxFrame: maxFrame) == whole, "byte by byte",
+        #expect(feed(bytes.map { [$0] }, max: max, maxFrame: maxFrame, maxBinary: maxBinary, allowance: allowance) == whole,
+                "byte by byte",
                 sourceLocation: sourceLocation)
         return whole
     }
 
     /// How many leading bytes, fed one at a time, it takes for the parser to fail; nil if it never does.
-    static func bytesUntilFailure(_ bytes: [UInt8], max: Int = 1 << 20, maxFrame: Int? = nil) -> Int? {
-        var parser = WebSocketParser(maxMessageBytes: max, maxFrameBytes: maxFrame)
+    static func bytesUntilFailure(_ bytes: [UInt8], max: Int = 1 << 20, maxFrame: Int? = nil,
+                                  maxBinary: Int? = nil) -> Int? {
+        var parser = WebSocketParser(maxMessageBytes: max, maxFrameBytes: maxFrame, maxBinaryBytes: maxBinary)
         for (i, b) in bytes.enumerated() {
             var one = [b]
             let failed = one.withUnsafeMutableBytes { buffer -> Bool in
@@ -465,5 +473,56 @@ private typealias W = WSTestSupport
             parser.shrinkIfIdle()
         }
         #expect(seen == [.ping([1]), .text(payload)])
+    }
+
+    // MARK: Binary limit and allowance
+
+    @Test func binaryMessagesHaveTheirOwnLimit() {
+        let big = [UInt8](repeating: 7, count: 300)
+        // Text stays at 100; binary may be 400.
+        #expect(W.feedEverySplit(W.frame(2, big), max: 100, maxBinary: 400) == [.binary(big)])
+        #expect(W.feedEverySplit(W.frame(1, [], declaredLength: 101), max: 100, maxBinary: 400) == [.fail(1009)])
+        #expect(W.bytesUntilFailure(W.frame(2, [], declaredLength: 401), max: 100, maxBinary: 400) == 4)
+        // Fragments count toward the binary limit, continuations included.
+        let over = W.frame(2, Array(big[..<200]), fin: false) + W.frame(0, [], declaredLength: 201)
+        #expect(W.bytesUntilFailure(over, max: 100, maxBinary: 400) == 200 + 8 + 4)
+    }
+
+    @Test func binaryOverTheAllowanceIsSkippedUnbuffered() {
+        let image = [UInt8](repeating: 9, count: 300)
+        // Over the allowance: read and dropped, and what follows is parsed as usual.
+        let seen = W.feedEverySplit(W.frame(2, image) + W.text("hi"), max: 100, maxBinary: 400, allowance: 200)
+        #expect(seen == [.skippedBinary, .text(Array("hi".utf8))])
+        // Within it: delivered.
+        #expect(W.feedEverySplit(W.frame(2, image), max: 100, maxBinary: 400, allowance: 300) == [.binary(image)])
+        // A fragmented message that passes it on a later frame is skipped whole, with a ping between fragments
+        // still answered; the protocol limit holds while skipping.
+        let fragmented = W.frame(2, Array(image[..<150]), fin: false) + W.frame(9, [1]) + W.frame(0, Array(image[150...]))
+        #expect(W.feedEverySplit(fragmented, max: 100, maxBinary: 400, allowance: 200) == [.ping([1]), .skippedBinary])
+        let tooBig = W.frame(2, Array(image[..<250]), fin: false) + W.frame(0, [], declaredLength: 151)
+        #expect(W.feed([tooBig], max: 100, maxBinary: 400, allowance: 200) == [.fail(1009)])
+        // Allowance 0: every binary message is skipped, even an empty one is not (it takes nothing).
+        #expect(W.feedEverySplit(W.frame(2, [1]), max: 100, maxBinary: 400, allowance: 0) == [.skippedBinary])
+        #expect(W.feedEverySplit(W.frame(2, []), max: 100, maxBinary: 400, allowance: 0) == [.binary([])])
+    }
+
+    @Test func skippedBinaryKeepsNoMemory() {
+        // A skipped message split across reads allocates no message buffer (a kept one would).
+        var parser = WebSocketParser(maxMessageBytes: 100, maxBinaryBytes: 1 << 20)
+        parser.binaryAllowance = 0
+        let frame = W.frame(2, [UInt8](repeating: 1, count: 5000))
+        var seen: [W.Seen] = []
+        for chunk in [Array(frame[..<1000]), Array(frame[1000...])] {
+            var bytes = chunk
+            bytes.withUnsafeMutableBytes { buffer in
+                var offset = 0
+                while let event = parser.next(buffer, offset: &offset) { seen.append(W.Seen(event)) }
+            }
+        }
+        #expect(seen == [.skippedBinary])
+        #expect(!parser.holdsBuffers)
+        #expect(parser.binaryAllowance == 0)
+        parser.binaryAllowance = 1 << 30
+        #expect(parser.binaryAllowance == 1 << 20, "clamped to the binary limit")
     }
 }

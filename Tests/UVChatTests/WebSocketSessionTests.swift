@@ -4,7 +4,7 @@ import Testing
 /// A session action copied out, since the pointers in `WebSocketSession.Action` only live until the next call.
 private enum Did: Equatable {
     case text([UInt8]), binary([UInt8]), sendPong([UInt8]), closeReceived(received: UInt16?, reply: UInt16?)
-    case failed(UInt16), finish
+    case failed(UInt16), finish, skippedBinary
 
     init(_ action: WebSocketSession.Action) {
         switch action {
@@ -14,6 +14,7 @@ private enum Did: Equatable {
         case .closeReceived(let received, let reply): self = .closeReceived(received: received, reply: reply?.rawValue)
         case .failed(let code): self = .failed(code.rawValue)
         case .finish: self = .finish
+        case .skippedBinary: self = .skippedBinary
         }
     }
 }

@@ -47,6 +47,13 @@ struct BufferOutbox: ChatOutbox {
         return partner.pending.count
     }
 
+    func sendBinary(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
+        WebSocketFrameEncoder.appendFrame(opcode: .binary, payload: payload, into: &partner.pending)
+        return partner.pending.count
+    }
+
+    func allowBinary(_ bytes: Int, from peer: PeerID) {}
+
     func release(_ peer: PeerID) {}
 
     func close(_ peer: PeerID, _ reason: ChatCloseReason) { fatalError("the partner reads everything") }

@@ -17,6 +17,11 @@ public enum ChatCommand: Equatable {
     /// one that has any simply matches nothing).
     case resume(token: Range<Int>, seq: UInt64)
     case ping
+    /// `image_offer` (B.3): `id` 1 ... 2^32 - 1 (it prefixes the binary message as 4 bytes), `bytes` 1 ... 2^53 - 1
+    /// (the service holds it to the image limit: `too_large`).
+    case imageOffer(id: UInt32, type: ImageType, bytes: UInt64)
+    /// `image_accept` (true) or `image_decline` (false).
+    case imageAnswer(id: UInt32, accept: Bool)
 }
 
 /// Which protocol a connection speaks, chosen at the upgrade (`Sec-WebSocket-Protocol: uvchat.2`).

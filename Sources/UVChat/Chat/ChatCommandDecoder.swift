@@ -43,7 +43,9 @@ public enum ChatCommandDecoder {
     fileprivate static let idInfix: StaticString = #","id":"#
 }
 
-private enum CommandKind { case message, typing, next, stop, start, ack, resume, ping, unknown }
+private enum CommandKind {
+    case message, typing, next, stop, start, ack, resume, ping, imageOffer, imageAccept, imageDecline, unknown
+}
 
 /// The last value seen for each field the decoder reads (duplicate keys: the last one wins).
 private enum TypeField { case missing, notString, kind(CommandKind) }
@@ -54,6 +56,8 @@ private enum IntegerField { case missing, invalid, value(UInt64) }
 private enum TokenField { case missing, notString, string(Range<Int>) }
 /// `interests`: `strings` holds where the array's `[` is; its elements are only unescaped once the type is known.
 private enum InterestsField { case missing, invalid, strings(at: Int) }
+/// `mime`: one of the four image types, or anything else.
+private enum MIMEField { case missing, invalid, type(ImageType) }
 
 /// The fields only version 2 reads, kept apart from version 1's.
 private struct Version2Fields {
@@ -62,6 +66,8 @@ private struct Version2Fields {
     var token = TokenField.missing
     var interests = InterestsField.missing
     var images = BooleanField.missing
+    var mime = MIMEField.missing
+    var bytes = IntegerField.missing
 }
 
 /// A scanned string literal.
@@ -189,7 +195,7 @@ private struct Scanner {
             return .success(.next)
         case .stop:
             return .success(.stop)
-        case .start, .ack, .resume, .ping:
+        case .start, .ack, .resume, .ping, .imageOffer, .imageAccept, .imageDecline:
             return version2Command(kind, fields)
         case .unknown:
             return .failure(.badRequest)
@@ -221,6 +227,17 @@ private struct Scanner {
         } else if equals(key, "images") {
             guard let value = booleanField() else { return false }
             fields.images = value
+        } else if equals(key, "mime") {
+            if peek == Byte.quote {
+                guard let value = string() else { return false }
+                fields.mime = imageType(value).map { .type($0) } ?? .invalid
+            } else {
+                guard skipValue(depth: 1) else { return false }
+                fields.mime = .invalid
+            }
+        } else if equals(key, "bytes") {
+            guard let value = integerField() else { return false }
+            fields.bytes = value
         } else {
             return skipValue(depth: 1)
         }
@@ -256,9 +273,30 @@ private struct Scanner {
             return .success(.resume(token: range, seq: n))
         case .ping:
             return .success(.ping)
+        case .imageOffer:
+            guard let id = Scanner.offerID(fields.id), case .type(let type) = fields.mime,
+                  case .value(let bytes) = fields.bytes, bytes > 0 else { return .failure(.badRequest) }
+            return .success(.imageOffer(id: id, type: type, bytes: bytes))
+        case .imageAccept, .imageDecline:
+            guard let id = Scanner.offerID(fields.id) else { return .failure(.badRequest) }
+            return .success(.imageAnswer(id: id, accept: kind == .imageAccept))
         case .message, .typing, .next, .stop, .unknown:
             return .failure(.badRequest)   // not reached: the caller handles these
         }
+    }
+
+    /// An image offer's `id`: 1 ... 2^32 - 1, since it prefixes the image's binary message as 4 bytes.
+    private static func offerID(_ field: IntegerField) -> UInt32? {
+        guard case .value(let n) = field, n > 0, n <= UInt64(UInt32.max) else { return nil }
+        return UInt32(n)
+    }
+
+    private func imageType(_ value: StringToken) -> ImageType? {
+        if equals(value, "image/jpeg") { return .jpeg }
+        if equals(value, "image/png") { return .png }
+        if equals(value, "image/webp") { return .webp }
+        if equals(value, "image/gif") { return .gif }
+        return nil
     }
 
     /// Every `bad_request` reason comes before `too_long`: a message that is wrong in two ways is wrong first.
@@ -286,6 +324,9 @@ private struct Scanner {
         if equals(value, "ack") { return .ack }
         if equals(value, "resume") { return .resume }
         if equals(value, "ping") { return .ping }
+        if equals(value, "image_offer") { return .imageOffer }
+        if equals(value, "image_accept") { return .imageAccept }
+        if equals(value, "image_decline") { return .imageDecline }
         return .unknown
     }
 

@@ -3,6 +3,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
     case badRequest, notPaired, tooLong, rateLimited
     // Version 2 (PROTOCOL.md B.6).
     case partnerAway, resumeFailed
+    case imagesOff, tooLarge, badImage, busy
 
     /// The position in `allCases`: the index of the code's prebuilt frame and of its refusal counter.
     @inlinable var index: Int { rawValue }
@@ -15,6 +16,10 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .rateLimited: "rate_limited"
         case .partnerAway: "partner_away"
         case .resumeFailed: "resume_failed"
+        case .imagesOff: "images_off"
+        case .tooLarge: "too_large"
+        case .badImage: "bad_image"
+        case .busy: "busy"
         }
     }
 
@@ -27,6 +32,10 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .rateLimited: "You are sending messages too fast. Wait a moment."
         case .partnerAway: "The stranger is away and cannot take more messages now."
         case .resumeFailed: "That chat cannot be resumed. Start a new one."
+        case .imagesOff: "The stranger does not accept images."
+        case .tooLarge: "That image is too large."
+        case .badImage: "That file is not a valid image of the type offered."
+        case .busy: "Wait for an answer to your last image first."
         }
     }
 }

@@ -75,6 +75,25 @@ public enum ChatEventEncoder {
         append(#"{"type":"pong"}"#, to: &out)
     }
 
+    // MARK: Images (B.3)
+
+    /// The offer as the receiver sees it: the sender's fields, re-encoded (never its bytes).
+    static func imageOffer(id: UInt32, type: ImageType, bytes: UInt64, into out: inout [UInt8]) {
+        append(#"{"type":"image_offer","id":"#, to: &out)
+        appendDecimal(UInt64(id), to: &out)
+        append(#","mime":""#, to: &out)
+        out.append(contentsOf: type.mime.utf8)
+        append(#"","bytes":"#, to: &out)
+        appendDecimal(bytes, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    static func imageAnswer(id: UInt32, accept: Bool, into out: inout [UInt8]) {
+        append(accept ? #"{"type":"image_accept","id":"# : #"{"type":"image_decline","id":"#, to: &out)
+        appendDecimal(UInt64(id), to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
     @usableFromInline static let sequencedSuffix: StaticString = #"","seq":"#
 
     /// A version 2 client's copy of a message: the version 1 event with `"seq":N` after the text.

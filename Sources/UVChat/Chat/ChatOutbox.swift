@@ -12,6 +12,11 @@ public protocol ChatOutbox {
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int
     /// A version 2 client's copy: `ChatEventEncoder.messageFrame(escapedText:seq:)`. Returns the bytes waiting.
     func relay(escapedText: UnsafeRawBufferPointer, seq: UInt64, to peer: PeerID) -> Int
+    /// A binary frame around `payload` (an image: B.3); returns the bytes now waiting, as `send` does.
+    func sendBinary(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int
+    /// From now on the peer's connection takes one binary message of at most `bytes` (0: none); a larger one is
+    /// dropped unread and reported to `ChatService.refuseBinary`.
+    func allowBinary(_ bytes: Int, from peer: PeerID)
     /// An away side's chat is over (or it resumed elsewhere): the slot the shell held for it may be reused.
     func release(_ peer: PeerID)
     /// Close the peer's WebSocket. The service has already taken the peer out of the chat.

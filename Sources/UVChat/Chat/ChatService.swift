@@ -40,7 +40,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     @usableFromInline var peers: [Peer] = []
     private var addresses = AddressTable()
     @usableFromInline let frames = ChatFrames()
-    private var scratch: [UInt8] = []
+    var scratch: [UInt8] = []
 
     // Version 2 (PROTOCOL.md B.1, B.2). Nothing here grows with version 1 members.
     /// Version 2 members, and the away sides whose slots are held for a resume.
@@ -52,6 +52,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// Sides away now (their slots held).
     public private(set) var awayCount = 0
     private var lastSerial: UInt32 = 0
+    /// Version 2 members that have offered an image (B.3), by sender: the offer bucket and the open offer.
+    var imageSenders: [PeerID: ImageSender] = [:]
     /// Where resume tokens come from: the kernel's CSPRNG in the server, a seeded generator in tests. Behind a
     /// reference, so that the service holds no existential of its own (which made the shell copy the whole service
     /// to read one of its fields).
@@ -137,6 +139,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         }
         side.awayDeadline = now + UInt64(settings.resumeGraceSeconds) * 1000
         endMembership(peer, now: now)
+        endOffers(peer, partner)
         awayCount += 1
         _counters.drops &+= 1
         graceQueue.append(GraceEntry(deadline: side.awayDeadline, peer: peer, side: ObjectIdentifier(side)))
@@ -166,6 +169,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         peers[i].interests = []
         peers[i].tag = 0
         if !members2.isEmpty { members2[peer] = nil }
+        if !imageSenders.isEmpty { imageSenders[peer] = nil }
     }
 
     /// An away side whose chat is over: its slot goes back to the shell.
@@ -254,6 +258,11 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         case .success(.resume(let token, let seq)):
             guard allowNext(from: peer, now: now) else { return }
             resume(UnsafeRawBufferPointer(rebasing: payload[token]), seq: seq, on: peer, now: now)
+        case .success(.imageOffer(let id, let type, let bytes)):
+            offerImage(peer, id: id, type: type, bytes: bytes, now: now)
+        case .success(.imageAnswer(let id, let accept)):
+            guard allowControl(from: peer, now: now) else { return }
+            answerImage(peer, id: id, accept: accept, now: now)
         }
     }
 
@@ -379,6 +388,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     mutating func part(_ peer: PeerID, now: UInt64) {
         if isV2(peer) { members2[peer]?.side = nil }
         guard let partner = routing.part(peer) else { return }
+        endOffers(peer, partner)
         if isV2(partner), let member = members2[partner], let side = member.side {
             member.side = nil
             if side.isAway {
@@ -448,7 +458,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     @usableFromInline
     mutating func start(_ peer: PeerID, interests: [String]?, images: Bool, now: UInt64) {
         guard let member = members2[peer] else { return }
-        member.images = images
+        // A server that takes no images (`--max-image-bytes 0`) has no member that accepts them.
+        member.images = images && settings.maxImageBytes > 0
         peers[Int(peer.rawValue)].interests = interests ?? member.queryInterests
         next(peer, now: now)
     }
@@ -478,10 +489,12 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         else { return failResume(peer, now: now) }
 
         let wasAway = side.isAway
+        endOffers(old, partner)   // (an away side's died with its drop)
         let (o, n) = (Int(old.rawValue), Int(peer.rawValue))
         let freshTag = peers[n].tag
         // The person moves to this connection: settings, partner history, buckets, serial and chat side.
         members2[peer] = member
+        if let sender = imageSenders.removeValue(forKey: old) { imageSenders[peer] = sender }
         peers[n].interests = peers[o].interests
         peers[n].buckets = peers[o].buckets
         peers[n].tag = peers[o].tag
@@ -598,4 +611,12 @@ public struct ChatCounters: Sendable {
     public var messagesReplayed: UInt64 = 0
     /// Messages refused (`rate_limited`) because the connected receiver had not acknowledged a full ring.
     public var ringFullRefusals: UInt64 = 0
+    // Images (B.3).
+    public var imageOffers: UInt64 = 0
+    public var imageAccepts: UInt64 = 0
+    public var imageDeclines: UInt64 = 0
+    public var imagesRelayed: UInt64 = 0
+    /// Cleaned image bytes sent to receivers, and the bytes the cleaner took out (metadata and trailing data).
+    public var imageBytesRelayed: UInt64 = 0
+    public var imageBytesRemoved: UInt64 = 0
 }

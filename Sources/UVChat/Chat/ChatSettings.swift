@@ -20,6 +20,10 @@ public struct ChatSettings: Sendable {
     public var addressRateBurst = 60.0
     /// Version 2: how long a dropped client's chat is held for its resume (B.2); 0: no resume, a drop is a leave.
     public var resumeGraceSeconds = 30
+    /// Version 2 images (B.3): the largest image offer, and the offer bucket (one every 5 s, burst 3).
+    public var maxImageBytes = 1024 * 1024
+    public var imageOfferRatePerSecond = 0.2
+    public var imageOfferBurst = 3.0
     /// Off for benchmarks: no rate or connection-count limit (size limits stay).
     public var rateLimitsEnabled = true
 

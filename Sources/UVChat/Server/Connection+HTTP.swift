@@ -193,7 +193,14 @@ extension Connection {
         endHTTP()
         switch endpoint {
         case .chat:
-            session = WebSocketSession(maxMessageBytes: server.config.maxMessageBytes, now: now)
+            if version == .v2 {
+                // An image (B.3) is the only binary message on /ws: up to the image limit and its 4-byte id, and
+                // taken only once an offer is accepted (the chat service moves the allowance).
+                session = WebSocketSession(maxMessageBytes: server.config.maxMessageBytes,
+                                           maxBinaryBytes: 4 + server.config.maxImageBytes, binaryAllowance: 0, now: now)
+            } else {
+                session = WebSocketSession(maxMessageBytes: server.config.maxMessageBytes, now: now)
+            }
             phase = .chat
             server.metrics.chatUpgrades &+= 1
             if version == .v2 { server.metrics.chatUpgradesV2 &+= 1 }

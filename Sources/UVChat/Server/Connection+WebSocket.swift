@@ -15,14 +15,21 @@ extension Connection {
                 }
             case .binary(let payload):
                 server.metrics.framesIn &+= 1
-                if phase == .chat {
-                    // Binary data has no meaning on /ws (PROTOCOL.md, "Frames").
+                if phase != .chat {
+                    sendFrame(.binary, UnsafeRawBufferPointer(payload))
+                } else if server.chat.isV2(id) {
+                    // Version 2: an image for an accepted offer (B.3), or a `bad_request`.
+                    server.chat.receiveBinary(payload, from: id, now: now)
+                } else {
+                    // Binary data has no meaning on version 1's /ws (PROTOCOL.md, "Frames").
                     leaveChat()
                     if let code = session?.refuse(.unsupportedData) { writeClose(code) }
                     finish()
-                } else {
-                    sendFrame(.binary, payload)
                 }
+            case .skippedBinary:
+                // Only a version 2 chat session has an allowance below its limit: a binary message it did not expect.
+                server.metrics.framesIn &+= 1
+                server.chat.refuseBinary(from: id, now: now)
             case .sendPong(let payload):
                 sendFrame(.pong, payload)
             case .closeReceived(let received, let reply):

@@ -95,6 +95,17 @@ struct ConnectionOutbox: ChatOutbox {
         }
     }
 
+    func sendBinary(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
+        connections.with(peer) { conn in
+            conn.sendFrame(.binary, payload)
+            return conn.outstandingBytes
+        }
+    }
+
+    func allowBinary(_ bytes: Int, from peer: PeerID) {
+        connections.with(peer) { $0.session?.allowBinary(bytes) }
+    }
+
     func release(_ peer: PeerID) { connections.releaseHeld(peer) }
 
     func close(_ peer: PeerID, _ reason: ChatCloseReason) {

@@ -52,6 +52,12 @@ enum MetricsText {
         counter("uvchat_messages_kept_total", "Messages kept for an away partner.", chat.messagesKept)
         counter("uvchat_messages_replayed_total", "Messages sent again after a resume.", chat.messagesReplayed)
         counter("uvchat_replay_full_refusals_total", "Messages refused because the connected receiver had not acknowledged 64 messages or 64 KiB.", chat.ringFullRefusals)
+        counter("uvchat_image_offers_total", "Image offers forwarded to the partner (version 2).", chat.imageOffers)
+        counter("uvchat_image_accepts_total", "Image offers accepted by the receiver.", chat.imageAccepts)
+        counter("uvchat_image_declines_total", "Image offers declined by the receiver.", chat.imageDeclines)
+        counter("uvchat_images_relayed_total", "Images checked, cleaned and sent to the receiver.", chat.imagesRelayed)
+        counter("uvchat_image_bytes_relayed_total", "Bytes of cleaned images sent to receivers.", chat.imageBytesRelayed)
+        counter("uvchat_image_metadata_bytes_removed_total", "Bytes the image cleaner removed (metadata and data after the image).", chat.imageBytesRemoved)
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
         metric("uvchat_close_codes_sent_total", "counter",

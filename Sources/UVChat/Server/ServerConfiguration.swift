@@ -32,6 +32,9 @@ public struct ServerConfiguration: Sendable {
     public var onlineInterval: Duration = .seconds(10)       // between `online` updates (only when changed)
     public var interestTimeout: Duration = .seconds(5)       // before an interest wait falls back to random
     public var resumeGraceSeconds = 30          // version 2: a dropped client's chat is held this long; 0: no resume
+    public var maxImageBytes = 1024 * 1024      // version 2: the largest image offer (B.3), at most 64 MiB; 0: none
+    public var imageOfferRatePerSecond = 0.2    // image offers per connection: one every 5 s,
+    public var imageOfferBurst = 3.0            // burst 3
 
     // Abuse limits
     public var maxConnections = 10_000
@@ -54,6 +57,9 @@ public struct ServerConfiguration: Sendable {
     /// Output kept for one connection stays far below 4 GiB (the socket's 32-bit write counters): every cap that
     /// bounds it is at most this.
     public static let maxBufferLimit = 1 << 30
+    /// The largest `--max-image-bytes`: an image is held whole in memory, twice (the sender's receive buffer and the
+    /// receiver's output), so it stays modest.
+    public static let maxImageLimit = 64 << 20
 
     var chatSettings: ChatSettings {
         var s = ChatSettings()
@@ -72,6 +78,9 @@ public struct ServerConfiguration: Sendable {
         s.addressRateBurst = addressRateBurst
         s.rateLimitsEnabled = rateLimitsEnabled
         s.resumeGraceSeconds = resumeGraceSeconds
+        s.maxImageBytes = maxImageBytes
+        s.imageOfferRatePerSecond = imageOfferRatePerSecond
+        s.imageOfferBurst = imageOfferBurst
         return s
     }
 }

@@ -6,6 +6,8 @@ public enum WebSocketEvent {
     case text(UnsafeRawBufferPointer)
     /// A complete binary message, fragments reassembled.
     case binary(UnsafeRawBufferPointer)
+    /// A binary message over the allowance (`WebSocketParser.binaryAllowance`), read and dropped unseen.
+    case skippedBinary
     case ping(UnsafeRawBufferPointer)
     case pong(UnsafeRawBufferPointer)
     /// A valid close frame; `code` is nil when its payload was empty. The parser ignores all input after it.

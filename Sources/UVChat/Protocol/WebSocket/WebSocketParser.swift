@@ -5,6 +5,11 @@
 /// A data frame that is a whole message and lies complete in the caller's input is handed back where it lies, so the
 /// common chat message costs no copy and no allocation; only frames split across reads, and fragmented messages,
 /// are copied into the parser's message buffer, whose capacity is reused until `shrinkIfIdle`.
+///
+/// Binary messages have a limit of their own (`maxBinaryBytes`: a chat image is far larger than a chat text) and,
+/// under it, an allowance the application moves (`binaryAllowance`): a binary message that would pass the allowance
+/// is read off the wire and discarded, never buffered, and reported as `skippedBinary`. So a client holds the
+/// memory of a large binary message only when the application has said that one is due (an accepted image offer).
 public struct WebSocketParser {
     private enum State: UInt8 {
         case header, payload, closed, failed
@@ -27,6 +32,9 @@ public struct WebSocketParser {
 
     private let _maxMessageBytes: UInt32
     private let _maxFrameBytes: UInt32
+    private let _maxBinaryBytes: UInt32
+    private var _binaryAllowance: UInt32
+    private var _skippedCount: UInt32 = 0
 
     /// Created on the first message or control frame that does not arrive whole in one read.
     private var buffers: Buffers?
@@ -39,10 +47,19 @@ public struct WebSocketParser {
     /// The data opcode (1 or 2) of the message being assembled; 0 between messages.
     private var messageOpcode: UInt8 = 0
     private var state = State.header
+    /// The binary message being read passed the allowance: its bytes are taken and dropped.
+    private var skipping = false
     private var utf8 = UTF8Validator()
 
     var maxMessageBytes: Int { Int(_maxMessageBytes) }
     var maxFrameBytes: Int { Int(_maxFrameBytes) }
+    var maxBinaryBytes: Int { Int(_maxBinaryBytes) }
+    /// Binary bytes a message may bring into the buffer now (at most `maxBinaryBytes`); a binary message over it is
+    /// skipped. Checked at each frame header: a message already past its first frames keeps the verdict it had.
+    public var binaryAllowance: Int {
+        get { Int(_binaryAllowance) }
+        set { _binaryAllowance = UInt32(clamping: min(max(newValue, 0), maxBinaryBytes)) }
+    }
     private var frameLength: Int {
         get { Int(_frameLength) }
         set { _frameLength = UInt32(newValue) }
@@ -50,6 +67,10 @@ public struct WebSocketParser {
     private var remaining: Int {
         get { Int(_remaining) }
         set { _remaining = UInt32(newValue) }
+    }
+    private var skippedCount: Int {
+        get { Int(_skippedCount) }
+        set { _skippedCount = UInt32(truncatingIfNeeded: newValue) }
     }
     private var headerCount: Int {
         get { Int(_headerCount) }
@@ -60,14 +81,21 @@ public struct WebSocketParser {
         set { _headerSize = UInt8(newValue) }
     }
 
-    /// Limits above 4 GiB are taken as 4 GiB.
-    public init(maxMessageBytes: Int, maxFrameBytes: Int? = nil) {
+    /// Limits above 4 GiB are taken as 4 GiB. `maxMessageBytes` bounds text messages, `maxBinaryBytes` (by default
+    /// the same) binary ones, and `maxFrameBytes` (by default the larger of the two) any one data frame. The binary
+    /// allowance starts at `maxBinaryBytes`.
+    public init(maxMessageBytes: Int, maxFrameBytes: Int? = nil, maxBinaryBytes: Int? = nil) {
         precondition(maxMessageBytes >= 0)
+        let binary = maxBinaryBytes ?? maxMessageBytes
         _maxMessageBytes = UInt32(clamping: maxMessageBytes)
-        _maxFrameBytes = UInt32(clamping: maxFrameBytes ?? maxMessageBytes)
+        _maxBinaryBytes = UInt32(clamping: binary)
+        _maxFrameBytes = UInt32(clamping: maxFrameBytes ?? max(maxMessageBytes, binary))
+        _binaryAllowance = _maxBinaryBytes
     }
 
     var isFailed: Bool { state == .failed }
+    /// Whether any reassembly memory is held (for the tests).
+    var holdsBuffers: Bool { buffers != nil }
 
     /// Frees the reassembly buffers unless a message or frame is half read. Invalidates event pointers.
     mutating func shrinkIfIdle() {
@@ -220,11 +248,19 @@ public struct WebSocketParser {
     }
 
     /// Refuses a data frame that would take the frame or the reassembled message over its limit, from its header.
+    /// (A skipped binary message is held to its limit too, although nothing of it is kept: the limit is the
+    /// protocol's, the allowance the application's.)
     private func checkSize(_ op: UInt8, _ length: Int) -> WebSocketCloseCode? {
         if length > maxFrameBytes { return .messageTooBig }
-        let assembled = op == WebSocketOpcode.continuation.rawValue ? buffers?.messageCount ?? 0 : 0
-        return length > maxMessageBytes - assembled ? .messageTooBig : nil
+        let continued = op == WebSocketOpcode.continuation.rawValue
+        let assembled = continued ? assembledCount : 0
+        let message = continued ? messageOpcode : op
+        let limit = message == WebSocketOpcode.binary.rawValue ? maxBinaryBytes : maxMessageBytes
+        return length > limit - assembled ? .messageTooBig : nil
     }
+
+    /// Bytes of the message in progress so far: the frames kept in the buffer, or the ones skipped.
+    private var assembledCount: Int { skipping ? skippedCount : buffers?.messageCount ?? 0 }
 
     private mutating func beginFrame(_ b0: UInt8, length: Int, key: UInt32) {
         opcode = b0 & 0x0F
@@ -237,9 +273,22 @@ public struct WebSocketParser {
             // The previous message's bytes were last lent out before this call, so the buffer is free again.
             messageOpcode = opcode
             buffers?.messageCount = 0
+            skipping = false
+            skippedCount = 0
             if opcode == WebSocketOpcode.text.rawValue { utf8.reset() }
         } else if opcode & 0x08 != 0 {
             buffers?.controlCount = 0
+            return
+        }
+        // A binary message that would pass the allowance is skipped from this frame on, and what was kept of it
+        // goes (the verdict is the same for the whole message).
+        if messageOpcode == WebSocketOpcode.binary.rawValue && !skipping {
+            let kept = buffers?.messageCount ?? 0
+            if length > binaryAllowance - kept {
+                skipping = true
+                skippedCount = kept
+                buffers?.messageCount = 0
+            }
         }
     }
 
@@ -248,6 +297,7 @@ public struct WebSocketParser {
     private mutating func readPayload(_ input: UnsafeMutableRawBufferPointer, _ offset: inout Int) -> WebSocketEvent? {
         let take = min(input.count - offset, remaining)
         let isControl = opcode & 0x08 != 0
+        if skipping && !isControl { return skipPayload(take, &offset) }
         let chunk = UnsafeMutableRawBufferPointer(rebasing: input[offset..<(offset + take)])
 
         if take == frameLength && (isControl || (fin && opcode != WebSocketOpcode.continuation.rawValue)) {
@@ -295,6 +345,19 @@ public struct WebSocketParser {
         return .binary(heapBuffers().messageBytes)
     }
 
+    /// A skipped message's bytes: taken, counted, dropped.
+    private mutating func skipPayload(_ take: Int, _ offset: inout Int) -> WebSocketEvent? {
+        offset += take
+        remaining -= take
+        skippedCount += take
+        guard remaining == 0 else { return nil }
+        state = .header
+        guard fin else { return nil }
+        messageOpcode = 0
+        skipping = false
+        return .skippedBinary
+    }
+
     private mutating func controlEvent(_ payload: UnsafeRawBufferPointer) -> WebSocketEvent {
         switch opcode {
         case WebSocketOpcode.ping.rawValue:
@@ -320,6 +383,7 @@ public struct WebSocketParser {
     private mutating func fail(_ code: WebSocketCloseCode) -> WebSocketEvent {
         state = .failed
         messageOpcode = 0
+        skipping = false
         buffers = nil
         return .fail(code)
     }

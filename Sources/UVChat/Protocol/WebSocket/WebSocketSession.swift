@@ -16,8 +16,11 @@ public struct WebSocketSession {
     public enum Action {
         /// A whole text message (reassembled, valid UTF-8), for the application. Only while open.
         case text(UnsafeRawBufferPointer)
-        /// A whole binary message, for the application. Only while open.
-        case binary(UnsafeRawBufferPointer)
+        /// A whole binary message, for the application. Only while open. The bytes are the shell's (its input
+        /// buffer or the parser's), lent until the next call: the application may rewrite them in place.
+        case binary(UnsafeMutableRawBufferPointer)
+        /// A binary message the application had not allowed, dropped unbuffered (`allowBinary`). Only while open.
+        case skippedBinary
         /// Answer a ping with a pong carrying the same payload (5.5.3).
         case sendPong(UnsafeRawBufferPointer)
         /// The peer's close frame while open: send `reply` as our close (its code echoed, 5.5.1; an empty close when
@@ -52,9 +55,18 @@ public struct WebSocketSession {
         return p
     }()
 
-    public init(maxMessageBytes: Int, now: UInt64) {
-        parser = WebSocketParser(maxMessageBytes: maxMessageBytes)
+    /// `maxBinaryBytes` (default: `maxMessageBytes`) bounds a binary message; over it, the peer is closed 1009.
+    /// `binaryAllowance` (default: all of it) is what the application takes now; a binary message over it is
+    /// skipped unbuffered (`skippedBinary`), and the session stays open.
+    public init(maxMessageBytes: Int, maxBinaryBytes: Int? = nil, binaryAllowance: Int? = nil, now: UInt64) {
+        parser = WebSocketParser(maxMessageBytes: maxMessageBytes, maxBinaryBytes: maxBinaryBytes)
+        if let binaryAllowance { parser.binaryAllowance = binaryAllowance }
         lastSeen = now
+    }
+
+    /// The binary bytes the application takes in one message from now on (clamped to `maxBinaryBytes`).
+    public mutating func allowBinary(_ bytes: Int) {
+        parser.binaryAllowance = bytes
     }
 
     public var isOpen: Bool { state == .open }
@@ -80,7 +92,10 @@ public struct WebSocketSession {
             case .text(let payload):
                 return .text(payload)
             case .binary(let payload):
-                return .binary(payload)
+                // The parser lends either the caller's mutable input or its own buffer.
+                return .binary(UnsafeMutableRawBufferPointer(mutating: payload))
+            case .skippedBinary:
+                return .skippedBinary
             case .ping(let payload):
                 return .sendPong(payload)
             case .pong:
