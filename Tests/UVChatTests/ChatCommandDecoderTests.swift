@@ -635,14 +635,15 @@ private func v2Message(_ text: String, id: String) -> String { #"{"type":"messag
     }
 
     @Test func unknownTypesAreStillBadRequest() {
-        for t in ["image_offer", "Start", "ACK", "pong", "resumed", "start ", ""] {
+        for t in ["image", "Start", "ACK", "pong", "resumed", "start ", "", "Image_offer", "image_accepted"] {
             #expect(decodeV2(#"{"type":"\#(t)"}"#) == .failure(.badRequest), "\(t)")
         }
     }
 
     @Test func rejectsEveryTruncatedVersion2Command() {
         let valid = [v2Message("hi", id: "12"), #"{"type":"start","interests":["a","b\u00e9"],"images":true}"#,
-                     #"{"type":"ack","seq":10}"#, #"{"type":"resume","token":"abc","seq":3}"#, #"{"type":"ping"}"#]
+                     #"{"type":"ack","seq":10}"#, #"{"type":"resume","token":"abc","seq":3}"#, #"{"type":"ping"}"#,
+                     #"{"type":"image_offer","id":3,"mime":"image/png","bytes":100}"#, #"{"type":"image_accept","id":3}"#]
         for json in valid {
             let bytes = Array(json.utf8)
             #expect(bytes.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 2000, version: .v2) } != .failure(.badRequest))
@@ -650,6 +651,50 @@ private func v2Message(_ text: String, id: String) -> String { #"{"type":"messag
                 let result = Array(bytes[..<cut]).withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 2000, version: .v2) }
                 #expect(result == .failure(.badRequest), "\(json) cut at \(cut)")
             }
+        }
+    }
+
+    // MARK: Images (B.3)
+
+    @Test func imageOfferNeedsAnIdThatFitsFourBytesAKnownTypeAndASize() {
+        #expect(decodeV2(#"{"type":"image_offer","id":1,"mime":"image/jpeg","bytes":120000}"#)
+                == .success(.imageOffer(id: 1, type: .jpeg, bytes: 120000)))
+        #expect(decodeV2(#"{"bytes":1,"mime":"image\/gif","type":"image_offer","id":4294967295}"#)
+                == .success(.imageOffer(id: 4294967295, type: .gif, bytes: 1)))
+        #expect(decodeV2(#"{"type":"image_offer","id":2,"mime":"image/png","bytes":9007199254740991}"#)
+                == .success(.imageOffer(id: 2, type: .png, bytes: 9007199254740991)))
+        #expect(decodeV2(#"{"type":"image_offer","id":2,"mime":"image/webp","bytes":5}"#)
+                == .success(.imageOffer(id: 2, type: .webp, bytes: 5)))
+        for s in [#"{"type":"image_offer","mime":"image/png","bytes":5}"#,
+                  #"{"type":"image_offer","id":0,"mime":"image/png","bytes":5}"#,
+                  #"{"type":"image_offer","id":4294967296,"mime":"image/png","bytes":5}"#,
+                  #"{"type":"image_offer","id":"1","mime":"image/png","bytes":5}"#,
+                  #"{"type":"image_offer","id":1,"bytes":5}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/bmp","bytes":5}"#,
+                  #"{"type":"image_offer","id":1,"mime":"Image/PNG","bytes":5}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/png ","bytes":5}"#,
+                  #"{"type":"image_offer","id":1,"mime":["image/png"],"bytes":5}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/png"}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/png","bytes":0}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/png","bytes":-5}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/png","bytes":5.0}"#,
+                  #"{"type":"image_offer","id":1,"mime":"image/png","bytes":9007199254740992}"#] {
+            #expect(decodeV2(s) == .failure(.badRequest), "\(s)")
+        }
+    }
+
+    @Test func imageAnswersNeedAnId() {
+        #expect(decodeV2(#"{"type":"image_accept","id":9}"#) == .success(.imageAnswer(id: 9, accept: true)))
+        #expect(decodeV2(#"{"type":"image_decline","id":9,"mime":5}"#) == .success(.imageAnswer(id: 9, accept: false)))
+        for s in [#"{"type":"image_accept"}"#, #"{"type":"image_decline","id":0}"#, #"{"type":"image_accept","id":true}"#] {
+            #expect(decodeV2(s) == .failure(.badRequest), "\(s)")
+        }
+    }
+
+    @Test func imageCommandsAreUnknownOnVersion1() {
+        for s in [#"{"type":"image_offer","id":1,"mime":"image/jpeg","bytes":1}"#, #"{"type":"image_accept","id":1}"#] {
+            let bytes = Array(s.utf8)
+            #expect(bytes.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 2000, version: .v1) } == .failure(.badRequest))
         }
     }
 }
