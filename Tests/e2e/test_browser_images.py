@@ -278,3 +278,40 @@ def test_an_image_over_the_servers_limit_is_refused(browsers, server_factory, tm
     assert offer_item(b) is None
     assert "You: [image] (not sent)" in a.execute_script(
         "return JSON.parse(sessionStorage.getItem('uvchat.chat')).lines.map(e => e.w + ': ' + e.b).join('\\n')")
+
+
+# A slow uplink, as the page sees one: after a binary send, bufferedAmount goes down over 2 s.
+SLOW_UPLINK = """
+(() => {
+  const real = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'bufferedAmount').get;
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data !== 'string') { this.__big = data.byteLength; this.__at = performance.now(); }
+    return send.call(this, data);
+  };
+  Object.defineProperty(WebSocket.prototype, 'bufferedAmount', { get() {
+    const left = this.__big ? Math.round(this.__big * Math.max(0, 1 - (performance.now() - this.__at) / 2000)) : 0;
+    return Math.max(left, real.call(this));
+  } });
+})();
+"""
+
+
+def test_sender_sees_the_upload_progress(browsers, server, tmp_path):
+    path = photo(str(tmp_path / "p.jpg"), size=(800, 600), orientation=1)
+    a, b = browsers(), browsers()
+    a.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SLOW_UPLINK})
+    start_with(a, server, True)
+    wait(a, lambda d: "Looking" in status(d), what="a waiting")
+    start_with(b, server, True)
+    for d in (a, b):
+        wait(d, is_paired, what="paired")
+    el(a, "file").send_keys(path)
+    wait(b, lambda d: offer_item(d) is not None, what="offer shown")
+    offer_item(b).find_element(By.XPATH, ".//button[text()='View']").click()
+    seen = wait(a, lambda d: re.search(r"Sending image… (\d+)%", log_text(d)), what="progress shown")
+    assert 0 <= int(seen.group(1)) < 100
+    wait(a, lambda d: re.search(r"Sending image… ([3-9]\d)%", log_text(d)), what="progress moves")
+    wait(a, lambda d: shot(d, "you"), what="sent")
+    assert "Sending image" not in log_text(a)
+    wait(b, lambda d: shot(d, "them"), what="received")
