@@ -45,7 +45,9 @@ let package = Package(
         .testTarget(
             name: "UVChatTests",
             dependencies: ["UVChat"],
-            path: "Tests/UVChatTests"
+            path: "Tests/UVChatTests",
+            // Image fixtures are read through #filePath (ImageCleanerTests), not bundled as resources.
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

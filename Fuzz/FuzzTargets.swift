@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String {
-    case http, websocket, command, path, matchmaker
+    case http, websocket, command, path, matchmaker, image
 }
 
 // Read once; libFuzzer calls the entry point from one thread.
@@ -17,7 +17,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if selectedTarget == nil {
         let name = getenv("UVCHAT_FUZZ_TARGET").map { String(cString: $0) } ?? ""
         guard let t = FuzzTarget(rawValue: name) else {
-            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path or matchmaker")
+            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path, matchmaker or image")
             exit(2)
         }
         selectedTarget = t
@@ -29,6 +29,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case .command: fuzzCommand(input)
     case .path: fuzzPath(input)
     case .matchmaker: fuzzMatchmaker(input)
+    case .image: fuzzImage(input)
     }
     return 0
 }
@@ -224,4 +225,25 @@ func fuzzMatchmaker(_ input: UnsafeRawBufferPointer) {
         check(mm.count == waiting.count, "count matches the model")
         for w in waiting { check(mm.isQueued(PeerID(rawValue: w)), "model's waiting are queued") }
     }
+}
+
+/// The image cleaner: the first byte picks the type, the rest is cleaned in a copy. A cleaned image is never longer
+/// than the input, is itself accepted, and cleaning it again changes nothing (same length, same bytes).
+func fuzzImage(_ input: UnsafeRawBufferPointer) {
+    guard let first = input.first, let type = ImageType(rawValue: first % 4) else { return }
+    let body = UnsafeRawBufferPointer(rebasing: input[1...])
+    // Exactly the body's size, so ASan sees any read or write past it.
+    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, body.count), alignment: 1)
+    defer { copy.deallocate() }
+    if body.count > 0 { copy.copyMemory(from: body) }
+    guard let count = ImageCleaner.clean(UnsafeMutableRawBufferPointer(rebasing: copy[0..<body.count]), as: type) else {
+        return
+    }
+    check(count > 0 && count <= body.count, "cleaned image within the input")
+    let again = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 1)
+    defer { again.deallocate() }
+    again.copyMemory(from: UnsafeRawBufferPointer(rebasing: copy[0..<count]))
+    let second = ImageCleaner.clean(again, as: type)
+    check(second == count, "a cleaned image cleans to the same length")
+    check(memcmp(again.baseAddress!, copy.baseAddress!, count) == 0, "cleaning is idempotent")
 }

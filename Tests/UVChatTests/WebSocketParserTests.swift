@@ -526,3 +526,10 @@ private typealias W = WSTestSupport
         #expect(parser.binaryAllowance == 1 << 20, "clamped to the binary limit")
     }
 }
+
+@Suite struct WebSocketParserLayoutTests {
+    @Test func theParserStaysSmall() {
+        // Every open WebSocket carries one; the binary limit and allowance fit in what the fields' padding left.
+        #expect(MemoryLayout<WebSocketParser>.stride <= 64)
+    }
+}

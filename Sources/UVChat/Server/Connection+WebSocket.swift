@@ -29,7 +29,7 @@ extension Connection {
             case .skippedBinary:
                 // Only a version 2 chat session has an allowance below its limit: a binary message it did not expect.
                 server.metrics.framesIn &+= 1
-                server.chat.refuseBinary(from: id, now: now)
+                if phase == .chat { server.chat.refuseBinary(from: id, now: now) }
             case .sendPong(let payload):
                 sendFrame(.pong, payload)
             case .closeReceived(let received, let reply):

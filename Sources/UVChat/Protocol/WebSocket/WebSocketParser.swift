@@ -17,7 +17,8 @@ public struct WebSocketParser {
 
     // Every open WebSocket carries one parser, so its fields are stored as narrow as their ranges allow (limits
     // and frame lengths fit 32 bits: a frame over the limit is refused from its header) and read back as `Int`.
-    // 56 bytes in all, and no heap until a message or control frame arrives in pieces.
+    // 63 bytes in all (the pointer placed where it needs no padding), and no heap until a message or control frame
+    // arrives in pieces.
 
     // The frame whose payload is being read.
     private var _frameLength: UInt32 = 0
@@ -30,14 +31,14 @@ public struct WebSocketParser {
     private var partialKey: UInt32 = 0
     private var partialLength: UInt64 = 0
 
+    /// Created on the first message or control frame that does not arrive whole in one read.
+    private var buffers: Buffers?
+
     private let _maxMessageBytes: UInt32
     private let _maxFrameBytes: UInt32
     private let _maxBinaryBytes: UInt32
     private var _binaryAllowance: UInt32
     private var _skippedCount: UInt32 = 0
-
-    /// Created on the first message or control frame that does not arrive whole in one read.
-    private var buffers: Buffers?
 
     private var _headerCount: UInt8 = 0
     private var _headerSize: UInt8 = 2      // known once the second byte is in: 2 + 0, 2 or 8 + 4
