@@ -315,3 +315,21 @@ def test_sender_sees_the_upload_progress(browsers, server, tmp_path):
     wait(a, lambda d: shot(d, "you"), what="sent")
     assert "Sending image" not in log_text(a)
     wait(b, lambda d: shot(d, "them"), what="received")
+
+
+def test_small_gif_goes_as_it_is_and_arrives_without_its_comment(browsers, server, tmp_path):
+    path = str(tmp_path / "wave.gif")
+    frames = [Image.new("RGB", (120, 80), (i * 80, 40, 200 - i * 60)) for i in range(3)]   # a canvas would keep one
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=200, loop=0, comment=SENTINEL.encode())
+    raw = open(path, "rb").read()
+    assert SENTINEL.encode() in raw and raw.count(b"\x21\xf9") == 3   # a comment, and three frames
+    a, b = pair(browsers, server)
+    el(a, "file").send_keys(path)
+    wait(b, lambda d: offer_item(d) is not None, what="offer shown")
+    offer_item(b).find_element(By.XPATH, ".//button[text()='View']").click()
+    wait(b, lambda d: shot(d, "them") and loaded(d, shot(d, "them")[0]), what="image received")
+    img = shot(b, "them")[0]
+    data = base64.b64decode(b.execute_async_script(READ_BLOB, img.get_attribute("src")))
+    assert data.startswith(b"GIF8") and SENTINEL.encode() not in data   # the server took the comment out
+    assert data.count(b"\x21\xf9") == 3   # every frame's graphic control: still animated
+    assert b.execute_script("return window.__blobs[arguments[0]].type", img.get_attribute("src")) == "image/gif"
