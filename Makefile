@@ -91,7 +91,7 @@ fuzz:
 test-asan: test-deps venv
 	swift build -j $(JOBS) --sanitize=address --scratch-path $(BUILD)-asan --product uvchatd
 	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
-	    --ignore=Tests/e2e/test_browser_resume.py
+	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py
 	$(PY) Tests/conformance/autobahn.py --binary $(BUILD)-asan/debug/uvchatd --www www --outdir $(BUILD)/autobahn-asan
 
 ## bench: the load generator against a release build, server and generator pinned to separate cores
