@@ -12,7 +12,9 @@
 /// memory of a large binary message only when the application has said that one is due (an accepted image offer).
 public struct WebSocketParser {
     private enum State: UInt8 {
-        case header, payload, closed, failed
+        /// `skip`: the payload of a frame of a skipped binary message (a state of its own, so that the payload path
+        /// every chat message takes checks nothing for it).
+        case header, payload, skip, closed, failed
     }
 
     // Every open WebSocket carries one parser, so its fields are stored as narrow as their ranges allow (limits
@@ -126,6 +128,9 @@ public struct WebSocketParser {
             case .payload:
                 event = readPayload(input, &offset)
                 if event == nil && state == .payload { return nil }
+            case .skip:
+                event = skipPayload(input, &offset)
+                if event == nil && state == .skip { return nil }
             }
             if let event {
                 if state == .failed { offset = input.count }
@@ -283,13 +288,15 @@ public struct WebSocketParser {
         }
         // A binary message that would pass the allowance is skipped from this frame on, and what was kept of it
         // goes (the verdict is the same for the whole message).
-        if messageOpcode == WebSocketOpcode.binary.rawValue && !skipping {
-            let kept = buffers?.messageCount ?? 0
-            if length > binaryAllowance - kept {
+        if messageOpcode == WebSocketOpcode.binary.rawValue {
+            if !skipping {
+                let kept = buffers?.messageCount ?? 0
+                guard length > binaryAllowance - kept else { return }
                 skipping = true
                 skippedCount = kept
                 buffers?.messageCount = 0
             }
+            state = .skip
         }
     }
 
@@ -298,7 +305,6 @@ public struct WebSocketParser {
     private mutating func readPayload(_ input: UnsafeMutableRawBufferPointer, _ offset: inout Int) -> WebSocketEvent? {
         let take = min(input.count - offset, remaining)
         let isControl = opcode & 0x08 != 0
-        if skipping && !isControl { return skipPayload(take, &offset) }
         let chunk = UnsafeMutableRawBufferPointer(rebasing: input[offset..<(offset + take)])
 
         if take == frameLength && (isControl || (fin && opcode != WebSocketOpcode.continuation.rawValue)) {
@@ -347,7 +353,8 @@ public struct WebSocketParser {
     }
 
     /// A skipped message's bytes: taken, counted, dropped.
-    private mutating func skipPayload(_ take: Int, _ offset: inout Int) -> WebSocketEvent? {
+    private mutating func skipPayload(_ input: UnsafeMutableRawBufferPointer, _ offset: inout Int) -> WebSocketEvent? {
+        let take = min(input.count - offset, remaining)
         offset += take
         remaining -= take
         skippedCount += take
