@@ -114,5 +114,5 @@ enum MetricsText {
 }
 
 public enum BuildInfo {
-    public static let version = "0.4.0"
+    public static let version = "0.5.0"
 }
