@@ -11,7 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from browser_helpers import browsers, el, is_paired, log_text, status, wait  # noqa: F401
-from test_browser import axe_problems, axe_source
+from test_browser import SHOTS, axe_problems, axe_source
 
 SENTINEL = "uvchat-secret-place-7f3a"   # written into the photo's GPS IFD and its description
 
@@ -109,10 +109,13 @@ def test_photo_is_scaled_cleaned_offered_viewed_blurred_and_hidden(browsers, ser
     img = shot(b, "them")[0]
     assert "blur" in filter_of(b, img)
     assert img.get_attribute("src").startswith("blob:")
+    os.makedirs(SHOTS, exist_ok=True)
+    b.save_screenshot(os.path.join(SHOTS, "image-blurred-360x740.png"))
     # 2400x1800 turned by its EXIF orientation is 1800x2400, and the longest side goes down to 1600.
     assert b.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img) == [1200, 1600]
     b.find_element(By.CSS_SELECTOR, "#log .shot .veil").click()
     wait(b, lambda d: filter_of(d, img) == "none", what="revealed")
+    b.save_screenshot(os.path.join(SHOTS, "image-shown-360x740.png"))
     hide = offer_item(b).find_element(By.XPATH, ".//button[text()='Hide image']")
     hide.click()
     wait(b, lambda d: "blur" in filter_of(d, img), what="blurred again")
