@@ -78,14 +78,20 @@ def is_paired(d):
     return state(d) == "paired"
 
 
-def paired_pair(browsers, server, interests=((), ()), **kw):
+def pair_started(browsers, start_a, start_b, **kw):
+    """Two browsers: a is started (by `start_a(driver)`) and waits, then b is started; both end up paired."""
     a, b = browsers(**kw), browsers(**kw)
-    start(a, server, interests[0])
+    start_a(a)
     wait(a, lambda d: "Looking" in status(d), what="a waiting")
-    start(b, server, interests[1])
+    start_b(b)
     for d in (a, b):
         wait(d, is_paired, what="paired")
     return a, b
+
+
+def paired_pair(browsers, server, interests=((), ()), **kw):
+    return pair_started(browsers, lambda d: start(d, server, interests[0]), lambda d: start(d, server, interests[1]),
+                        **kw)
 
 
 def say(d, text):

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from browser_helpers import browsers, el, is_paired, log_text, status, wait  # noqa: F401
+from browser_helpers import browsers, el, is_paired, log_text, pair_started, status, wait  # noqa: F401
 from test_browser import SHOTS, axe_problems, axe_source
 
 SENTINEL = "uvchat-secret-place-7f3a"   # written into the photo's GPS IFD and its description
@@ -66,13 +66,15 @@ def start_with(d, server, images):
 
 
 def pair(browsers, server, images=(True, True), **kw):
-    a, b = browsers(**kw), browsers(**kw)
-    start_with(a, server, images[0])
-    wait(a, lambda d: "Looking" in status(d), what="a waiting")
-    start_with(b, server, images[1])
-    for d in (a, b):
-        wait(d, is_paired, what="paired")
-    return a, b
+    return pair_started(browsers, lambda d: start_with(d, server, images[0]),
+                        lambda d: start_with(d, server, images[1]), **kw)
+
+
+def send_and_answer(a, b, path, button):
+    """a attaches the file; b sees the offer and presses `button` (View or Decline)."""
+    el(a, "file").send_keys(path)
+    wait(b, lambda d: offer_item(d) is not None, what="offer shown")
+    offer_item(b).find_element(By.XPATH, f".//button[text()='{button}']").click()
 
 
 def shot(d, side):
@@ -141,9 +143,7 @@ def test_photo_is_scaled_cleaned_offered_viewed_blurred_and_hidden(browsers, ser
 def test_transcript_says_image_for_both_sides(browsers, server, tmp_path):
     path = photo(str(tmp_path / "small.jpg"), size=(640, 480), orientation=1)
     a, b = pair(browsers, server)
-    el(a, "file").send_keys(path)
-    wait(b, lambda d: offer_item(d) is not None, what="offer shown")
-    offer_item(b).find_element(By.XPATH, ".//button[text()='View']").click()
+    send_and_answer(a, b, path, "View")
     wait(b, lambda d: shot(d, "them") and loaded(d, shot(d, "them")[0]), what="image received")
     assert b.execute_script("return arguments[0].naturalWidth", shot(b, "them")[0]) == 640   # small: not scaled
     for d, who in ((a, "You"), (b, "Stranger")):
@@ -160,9 +160,7 @@ def test_transcript_says_image_for_both_sides(browsers, server, tmp_path):
 def test_decline_tells_the_sender(browsers, server, tmp_path):
     path = photo(str(tmp_path / "p.jpg"), size=(800, 600), orientation=1)
     a, b = pair(browsers, server)
-    el(a, "file").send_keys(path)
-    wait(b, lambda d: offer_item(d) is not None, what="offer shown")
-    offer_item(b).find_element(By.XPATH, ".//button[text()='Decline']").click()
+    send_and_answer(a, b, path, "Decline")
     wait(a, lambda d: "Stranger declined your image." in log_text(d), what="sender told")
     assert "You: [image] (declined)" in a.execute_script(
         "return JSON.parse(sessionStorage.getItem('uvchat.chat')).lines.map(e => e.w + ': ' + e.b).join('\\n')")
