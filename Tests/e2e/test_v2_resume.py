@@ -378,7 +378,7 @@ def test_old_token_after_a_resume_is_dead(server_factory):
     run(body())
 
 
-@pytest.mark.parametrize("leave", ["close", "next", "stop", "binary"])
+@pytest.mark.parametrize("leave", ["close", "next", "stop", "too_big"])
 def test_a_leave_ends_the_chat_at_once_and_kills_both_tokens(server_factory, leave):
     srv = grace_server(server_factory)
 
@@ -387,9 +387,11 @@ def test_a_leave_ends_the_chat_at_once_and_kills_both_tokens(server_factory, lea
         t0 = time.monotonic()
         if leave == "close":
             await a.close()
-        elif leave == "binary":
-            await a.send(b"\x00\x01")
-            assert await a.closed() == 1003
+        elif leave == "too_big":
+            # A protocol failure the server closes for (1009 here) is a leave. (Binary data is no longer one on
+            # version 2: it is an image or a `bad_request`, test_v2_images.py.)
+            await a.send("x" * 20000)
+            assert await a.closed() == 1009
         else:
             await a.send({"type": leave})
         m = await b.recv(2)
