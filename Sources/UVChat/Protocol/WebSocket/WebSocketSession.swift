@@ -120,8 +120,8 @@ public struct WebSocketSession {
         return code
     }
 
-    /// The application refuses what the peer sent (binary data from a version 1 client on the chat endpoint): like `close(_:)`, but
-    /// nothing more is read, so the shell finishes at once after the close frame.
+    /// The application refuses what the peer sent (binary data from a version 1 client on the chat endpoint): like
+    /// `close(_:)`, but nothing more is read, so the shell finishes at once after the close frame.
     public mutating func refuse(_ code: WebSocketCloseCode) -> WebSocketCloseCode? {
         guard state == .open else { return nil }
         state = .closed
