@@ -44,7 +44,7 @@ final class RecordingOutbox: ChatOutbox {
 
     func sendBinary(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
         binary[peer.rawValue, default: []].append(Array(payload))
-        outstanding[peer.rawValue, default: 0] += payload.count + (payload.count < 126 ? 2 : payload.count <= 0xFFFF ? 4 : 10)
+        outstanding[peer.rawValue, default: 0] += payload.count + WebSocketFrameEncoder.headerSize(payloadLength: payload.count)
         return outstanding[peer.rawValue, default: 0]
     }
 

@@ -152,21 +152,11 @@ private struct Scanner {
                 guard take(Byte.colon) else { return .failure(.badRequest) }
                 skipSpace()
                 if equals(key, "type") {
-                    if peek == Byte.quote {
-                        guard let value = string() else { return .failure(.badRequest) }
-                        type = .kind(kind(of: value, version: version))
-                    } else {
-                        guard skipValue(depth: 1) else { return .failure(.badRequest) }
-                        type = .notString
-                    }
+                    guard let value = stringField() else { return .failure(.badRequest) }
+                    type = value.map { .kind(kind(of: $0, version: version)) } ?? .notString
                 } else if equals(key, "text") {
-                    if peek == Byte.quote {
-                        guard let value = string() else { return .failure(.badRequest) }
-                        text = .string(value.contents, scalars: value.scalars)
-                    } else {
-                        guard skipValue(depth: 1) else { return .failure(.badRequest) }
-                        text = .notString
-                    }
+                    guard let value = stringField() else { return .failure(.badRequest) }
+                    text = value.map { .string($0.contents, scalars: $0.scalars) } ?? .notString
                 } else if equals(key, "active") {
                     guard let value = booleanField() else { return .failure(.badRequest) }
                     active = value
@@ -214,13 +204,8 @@ private struct Scanner {
             guard let value = integerField() else { return false }
             fields.seq = value
         } else if equals(key, "token") {
-            if peek == Byte.quote {
-                guard let value = string() else { return false }
-                fields.token = .string(value.contents)
-            } else {
-                guard skipValue(depth: 1) else { return false }
-                fields.token = .notString
-            }
+            guard let value = stringField() else { return false }
+            fields.token = value.map { .string($0.contents) } ?? .notString
         } else if equals(key, "interests") {
             guard let value = interestsField() else { return false }
             fields.interests = value
@@ -228,13 +213,8 @@ private struct Scanner {
             guard let value = booleanField() else { return false }
             fields.images = value
         } else if equals(key, "mime") {
-            if peek == Byte.quote {
-                guard let value = string() else { return false }
-                fields.mime = imageType(value).map { .type($0) } ?? .invalid
-            } else {
-                guard skipValue(depth: 1) else { return false }
-                fields.mime = .invalid
-            }
+            guard let value = stringField() else { return false }
+            fields.mime = value.flatMap(imageType).map { .type($0) } ?? .invalid
         } else if equals(key, "bytes") {
             guard let value = integerField() else { return false }
             fields.bytes = value
@@ -331,6 +311,14 @@ private struct Scanner {
     }
 
     // MARK: - Field values
+
+    /// A string literal (`.some(token)`) or any other valid value (`.some(nil)`); nil when the value is not valid JSON.
+    @inline(__always)
+    private mutating func stringField() -> StringToken?? {
+        guard peek == Byte.quote else { return skipValue(depth: 1) ? .some(nil) : nil }
+        guard let value = string() else { return nil }
+        return .some(value)
+    }
 
     /// `true` or `false`; any other valid value is `notBoolean`. nil when the value is not valid JSON.
     private mutating func booleanField() -> BooleanField? {

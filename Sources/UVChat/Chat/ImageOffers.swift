@@ -102,7 +102,7 @@ extension ChatService {
         // The image counts against the receiver's cap, but a receiver that has read everything before it is not
         // closed for one image larger than the cap (the default cap and image limit are both 1 MiB): it may pass
         // the cap by at most the image it just took.
-        let frame = message.count + (message.count < 126 ? 2 : message.count <= 0xFFFF ? 4 : 10)
+        let frame = message.count + WebSocketFrameEncoder.headerSize(payloadLength: message.count)
         if outstanding - frame > settings.outgoingCap { dropSlowConsumer(partner, now: now) }
     }
 
