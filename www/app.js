@@ -95,6 +95,7 @@
   }
   function endChat() {
     dropOffers('the chat ended');
+    chatEndsCall('The call ended with the chat.');
     chat = null;
     outbox = [];
     items.clear();
@@ -213,6 +214,7 @@
     if (s !== 'paired') strangerTyping(false);
     if (s !== 'waiting') stopCountdown();
     updateAttach();
+    updateCallButtons();
   }
 
   function start() {
@@ -303,6 +305,7 @@
   function onLost(code) {
     ws = null;
     dropOffers('the connection was lost');   // offers die with either side's socket
+    chatEndsCall('The connection was lost; the call ended.');   // so does a call (the server ends it at the drop)
     stopSocketTimers();
     const was = state;
     greeted = false;
@@ -438,7 +441,9 @@
   function setAway(on, grace) {
     partnerAway = on;
     if (on) dropOffers("Stranger's connection dropped");
+    if (on) chatEndsCall("Stranger's connection dropped; the call ended.");
     updateAttach();
+    updateCallButtons();
     clearInterval(awayTimer);
     countdownEl.hidden = true;
     if (!on) return;
@@ -500,6 +505,8 @@
         startCountdown();
         break;
       case 'paired': {
+        dropCall();
+        partnerNoCalls = false;
         clearLog();
         lastSent = null;
         setAway(false);
@@ -585,6 +592,12 @@
       case 'image_offer':
         offered(m);
         break;
+      case 'call':
+        onCall(m);
+        break;
+      case 'signal':
+        onSignal(m.data);
+        break;
       case 'image_accept':
         if (outOffer && m.id === outOffer.id && outOffer.state === 'offered') sendImage(outOffer);
         break;
@@ -601,6 +614,7 @@
   }
 
   function onError(code, message) {
+    if (callRefused(code)) return;
     if (imageRefused(code)) return;
     if (resuming && code === 'rate_limited') {   // the resume itself was refused for now: ask again shortly
       setTimeout(() => { if (resuming && chat) send({ type: 'resume', token: chat.token, seq: chat.lastSeq }); }, 2000);
@@ -1163,6 +1177,369 @@
   try { setImages(localStorage.getItem('uvchat.images') === '1', false); } catch { /* storage off */ }
   imagesBox.addEventListener('change', () => setImages(imagesBox.checked, true));
   imagesStart.addEventListener('change', () => setImages(imagesStart.checked, true));
+
+  // ---- voice and video calls (PROTOCOL.md B.4) ----
+  // uvchatd only relays the signalling: `call` request / accept / decline / end, then `signal` objects, each one of
+  // {sdp: description}, {candidate: ICE candidate} or {media: {audio, video}} (what we send, so that the partner can
+  // say "muted"). The media go between the browsers, or through the TURN server the `ice` of `start` names. The
+  // callee asks for the microphone (and camera) only after pressing Accept, the caller when the call starts. One
+  // call at a time; everything it holds (tracks, the connection, the video elements) is let go in releaseCall.
+  const RING_MS = 45000;      // a call nobody answers: the caller gives up after this long
+  const CONNECT_MS = 30000;   // a call not connected this long after `start` has failed
+  const UNSTABLE_MS = 12000;  // a connection `disconnected` this long has failed
+  const OUTCOME_MS = 6000;    // how long the panel shows how the last call ended (the log keeps it)
+  const SIGNAL_MAX = 15000;   // bytes: the server closes a frame over 16 KiB, and the chat with it, so never send one
+  const canCall = !!(window.RTCPeerConnection && navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+  const callButtons = $('call-buttons'), callPane = $('call'), stage = $('stage'), callStatus = $('call-status');
+  const remoteVideo = $('remote-video'), remoteAudio = $('remote-audio'), localVideo = $('local-video');
+  const remoteState = $('remote-state'), callTime = $('call-time'), acceptBtn = $('call-accept');
+  const declineBtn = $('call-decline'), muteBtn = $('call-mute'), cameraBtn = $('call-camera'), hangupBtn = $('call-hangup');
+  // { video, outgoing, phase: ringing|incoming|starting|connecting|connected|unstable, initiator, ice, media
+  //   (the getUserMedia promise), local, pc, pcReady, chain (signals, in order), candidates, muted, cameraOff,
+  //   timer, clock, since }
+  let call = null;
+  let asked = null;           // our last request, while errors and a `decline` before the next pong are about it
+  let partnerNoCalls = false; // the server declined for the partner (a version 1 client, B.7): no buttons this chat
+  let outcomeTimer = 0;
+
+  function callable() { return canCall && state === 'paired' && !resuming && !partnerAway && !!chat && !partnerNoCalls; }
+  function updateCallButtons() { callButtons.hidden = !callable() || !!call; }
+  function sendCall(action, extra) {
+    if (!send(Object.assign({ type: 'call', action }, extra))) return false;
+    lastKind = 'call';
+    return true;
+  }
+  function signal(data) {
+    const frame = JSON.stringify({ type: 'signal', data });
+    if (new TextEncoder().encode(frame).length > SIGNAL_MAX) { callFailed(call); return; }
+    if (ws && ws.readyState === WebSocket.OPEN) { ws.send(frame); lastKind = 'signal'; }
+  }
+
+  function newCall(video, outgoing, phase) {
+    clearTimeout(outcomeTimer);
+    const c = { video, outgoing, phase, candidates: [], muted: false, cameraOff: false, timer: 0, clock: 0 };
+    c.pcReady = new Promise((ready) => { c.resolvePc = ready; });
+    c.chain = c.pcReady;
+    return c;
+  }
+  function requestCall(video) {
+    if (!callable() || call || !sendCall('request', { video })) return;
+    call = newCall(video, true, 'ringing');
+    asked = { until: 0 };
+    settleAfter(asked);   // a `decline` before the pong is the server's own: the partner can't take calls
+    showCall('Calling the stranger…');
+    const c = call;
+    c.timer = setTimeout(() => { if (call === c && c.phase === 'ringing') finishCall('missed', 'Stranger did not answer.', 'end'); }, RING_MS);
+    hangupBtn.focus();
+  }
+  function incoming(m) {
+    const video = m.video === true;
+    if (call && call.outgoing && call.phase === 'ringing') dropCall();   // both asked at once: theirs rang, ours gets busy
+    else if (call) return;   // one call at a time; the server says so too
+    if (!canCall) {
+      sendCall('decline');
+      note('Stranger wanted a ' + (video ? 'video' : 'voice') + " call; this browser can't make calls here.");
+      return;
+    }
+    call = newCall(video, false, 'incoming');
+    showCall('Stranger wants a ' + (video ? 'video' : 'voice') + ' call');
+    attention('Stranger is calling');
+    if (document.activeElement === document.body || document.activeElement === nextBtn) acceptBtn.focus();
+  }
+  function acceptCall() {
+    const c = call;
+    if (!c || c.phase !== 'incoming' || !sendCall('accept')) return;
+    c.phase = 'starting';
+    showCall('Connecting the call…');
+    getMedia(c);   // only now: nothing is asked of the camera before the person agreed
+    hangupBtn.focus();
+  }
+  function declineCall() {
+    if (!call || call.phase !== 'incoming') return;
+    finishCall('declined', 'You declined the call.', 'decline');
+    if (document.activeElement === document.body) text.focus();
+  }
+  function hangUp() {
+    const c = call;
+    if (!c) return;
+    if (c.phase === 'incoming') { declineCall(); return; }
+    finishCall('ended', c.phase === 'ringing' ? 'You cancelled the call.' : 'You ended the call.', 'end');
+    text.focus();
+  }
+
+  function getMedia(c) {
+    if (c.media) return c.media;
+    const want = { audio: true, video: c.video ? { width: { ideal: 640 }, height: { ideal: 480 } } : false };
+    c.media = navigator.mediaDevices.getUserMedia(want).then((s) => {
+      if (call !== c) { for (const t of s.getTracks()) t.stop(); throw new Error('the call is over'); }
+      c.local = s;
+      for (const t of s.getAudioTracks()) t.enabled = !c.muted;
+      for (const t of s.getVideoTracks()) t.enabled = !c.cameraOff;
+      if (c.video) { localVideo.srcObject = s; localVideo.play().catch(() => {}); }
+      return s;
+    }, (e) => {
+      if (call === c) mediaRefused(c, e);
+      throw e;
+    });
+    c.media.catch(() => {});   // handled above; the chain below only waits for it
+    return c.media;
+  }
+  function mediaRefused(c, e) {
+    const what = c.video ? 'camera and microphone' : 'microphone';
+    const name = e && e.name;
+    if (name === 'NotAllowedError' || name === 'SecurityError') {
+      finishCall('denied', 'The call ended: the browser did not allow this page to use your ' + what +
+                 '. To call, allow it in the site settings. Your chat goes on.', 'end');
+    } else if (name === 'NotFoundError' || name === 'OverconstrainedError') {
+      finishCall('denied', 'The call ended: no ' + what + ' was found. Your chat goes on.', 'end');
+    } else {
+      finishCall('denied', 'The call ended: your ' + what + " could not be started (another app may be using it). Your chat goes on.", 'end');
+    }
+  }
+
+  // Both sides get `start`; the initiator (the caller) makes the offer.
+  function started(m) {
+    const c = call;
+    if (!c || (c.phase !== 'ringing' && c.phase !== 'starting')) return;   // ended here meanwhile: our end is on its way
+    clearTimeout(c.timer);
+    c.initiator = m.initiator === true;
+    c.ice = iceConfig(m.ice);
+    c.phase = 'connecting';
+    showCall('Connecting the call…');
+    c.timer = setTimeout(() => { if (call === c && c.phase === 'connecting') callFailed(c); }, CONNECT_MS);
+    // The connection only once the media are there: Chrome offers every network interface only to a page that
+    // may use the microphone.
+    getMedia(c).then(() => connectPeer(c), () => {});
+  }
+  function iceConfig(ice) {
+    const o = ice && typeof ice === 'object' ? ice : {};
+    return { iceServers: Array.isArray(o.iceServers) ? o.iceServers : [],
+             iceTransportPolicy: o.iceTransportPolicy === 'relay' ? 'relay' : 'all' };
+  }
+  function connectPeer(c) {
+    if (call !== c) return;
+    let pc;
+    try { pc = new RTCPeerConnection(c.ice); } catch { callFailed(c); return; }
+    c.pc = pc;
+    pc.onicecandidate = (e) => { if (call === c && e.candidate) signal({ candidate: e.candidate.toJSON() }); };
+    pc.ontrack = (e) => {
+      if (call !== c) return;
+      const s = e.streams[0] || new MediaStream([e.track]);
+      if (remoteAudio.srcObject !== s) {
+        remoteAudio.srcObject = s;
+        remoteAudio.play().catch(() => {});
+        if (c.video) { remoteVideo.srcObject = s; remoteVideo.play().catch(() => {}); }
+      }
+    };
+    pc.onconnectionstatechange = pc.oniceconnectionstatechange = () => linkChanged(c);
+    for (const t of c.local.getTracks()) pc.addTrack(t, c.local);
+    c.resolvePc();
+    if (c.muted || c.cameraOff) sendMediaState(c);
+    if (c.initiator) queueSignal(c, async () => {
+      await pc.setLocalDescription(await pc.createOffer());
+      signal({ sdp: pc.localDescription });
+    });
+  }
+  function queueSignal(c, step) {   // signals are handled one after the other, once the connection exists
+    c.chain = c.chain.then(() => (call === c ? step() : undefined)).catch(() => { if (call === c) callFailed(c); });
+  }
+  function onSignal(d) {
+    const c = call;
+    if (!c || !d || typeof d !== 'object' || c.phase === 'ringing' || c.phase === 'incoming') return;
+    if (d.sdp && typeof d.sdp === 'object') {
+      const desc = { type: String(d.sdp.type), sdp: String(d.sdp.sdp) };
+      queueSignal(c, async () => {
+        const pc = c.pc;
+        if (desc.type === 'offer' && !c.initiator && !pc.remoteDescription) {
+          await pc.setRemoteDescription(desc);
+          await pc.setLocalDescription(await pc.createAnswer());
+          signal({ sdp: pc.localDescription });
+        } else if (desc.type === 'answer' && c.initiator && pc.signalingState === 'have-local-offer') {
+          await pc.setRemoteDescription(desc);
+        } else {
+          return;   // not what this side expects now: ignored
+        }
+        for (const cand of c.candidates.splice(0)) await pc.addIceCandidate(cand).catch(() => {});
+      });
+    } else if (d.candidate && typeof d.candidate === 'object') {
+      const cand = d.candidate;
+      queueSignal(c, async () => {
+        if (!c.pc.remoteDescription) c.candidates.push(cand);
+        else await c.pc.addIceCandidate(cand).catch(() => {});   // one bad candidate is not the end of the call
+      });
+    } else if (d.media && typeof d.media === 'object') {
+      const off = [];
+      if (d.media.audio === false) off.push('Stranger is muted');
+      if (c.video && d.media.video === false) off.push("Stranger's camera is off");
+      remoteState.textContent = off.join(' · ');
+      remoteState.hidden = !off.length;
+    }
+  }
+  function linkChanged(c) {
+    if (call !== c || !c.pc) return;
+    const s = c.pc.connectionState || c.pc.iceConnectionState;
+    if (s === 'connected' || s === 'completed') {
+      clearTimeout(c.timer);
+      if (c.phase === 'connected') return;
+      c.phase = 'connected';
+      if (!c.since) {
+        c.since = Date.now();
+        c.clock = setInterval(tickCall, 1000);
+      }
+      showCall((c.video ? 'Video' : 'Voice') + ' call with Stranger');
+      tickCall();
+    } else if (s === 'disconnected' && c.phase === 'connected') {
+      c.phase = 'unstable';
+      showCall('The call is reconnecting…');
+      c.timer = setTimeout(() => { if (call === c && c.phase === 'unstable') callFailed(c); }, UNSTABLE_MS);
+    } else if (s === 'failed') {
+      callFailed(c);
+    }
+  }
+  function tickCall() {
+    if (!call || !call.since) return;
+    const t = Math.floor((Date.now() - call.since) / 1000);
+    callTime.textContent = Math.floor(t / 60) + ':' + String(t % 60).padStart(2, '0');
+  }
+  function callFailed(c) {
+    if (c && call === c) finishCall('failed', c.since ? 'The call was cut off; your chat goes on.' : 'The call could not connect; your chat goes on.', 'end');
+  }
+
+  function sendMediaState(c) {
+    if (c.pc) signal({ media: { audio: !c.muted, video: c.video && !c.cameraOff } });
+  }
+  function toggleMute() {
+    const c = call;
+    if (!c) return;
+    c.muted = !c.muted;
+    if (c.local) for (const t of c.local.getAudioTracks()) t.enabled = !c.muted;
+    muteBtn.setAttribute('aria-pressed', String(c.muted));
+    sendMediaState(c);
+  }
+  function toggleCamera() {
+    const c = call;
+    if (!c || !c.video) return;
+    c.cameraOff = !c.cameraOff;
+    if (c.local) for (const t of c.local.getVideoTracks()) t.enabled = !c.cameraOff;
+    cameraBtn.setAttribute('aria-pressed', String(c.cameraOff));
+    sendMediaState(c);
+  }
+
+  // The panel: its phase (also for the style), the status line, and the buttons that phase has.
+  function showCall(status) {
+    const c = call;
+    const phase = c.phase === 'starting' ? 'connecting' : c.phase === 'unstable' ? 'connected' : c.phase;
+    callPane.dataset.phase = phase;
+    callPane.hidden = false;
+    const live = phase === 'connecting' || phase === 'connected';
+    callStatus.textContent = status;
+    stage.hidden = !(c.video && live);
+    acceptBtn.hidden = declineBtn.hidden = phase !== 'incoming';
+    muteBtn.hidden = !live;
+    cameraBtn.hidden = !(live && c.video);
+    hangupBtn.hidden = phase === 'incoming';
+    hangupBtn.textContent = phase === 'ringing' ? 'Cancel' : 'Hang up';
+    muteBtn.setAttribute('aria-pressed', String(c.muted));
+    cameraBtn.setAttribute('aria-pressed', String(c.cameraOff));
+    callTime.hidden = !c.since;
+    updateCallButtons();
+  }
+  // The one way a call ends here: `tell` is what the server hears ('end', 'decline' or null when it knows already).
+  function finishCall(outcome, message, tell) {
+    const c = call;
+    if (!c) return;
+    call = null;
+    if (tell) sendCall(tell);
+    releaseCall(c);
+    callPane.dataset.phase = outcome;
+    callStatus.textContent = message;
+    for (const b of [acceptBtn, declineBtn, muteBtn, cameraBtn, hangupBtn]) b.hidden = true;
+    callPane.hidden = false;
+    clearTimeout(outcomeTimer);
+    outcomeTimer = setTimeout(() => { if (!call) callPane.hidden = true; }, OUTCOME_MS);
+    note(message);
+    updateCallButtons();
+  }
+  function dropCall() {   // without a word: a call replaced by the partner's, or one the chat took with it
+    const c = call;
+    if (!c) return;
+    call = null;
+    releaseCall(c);
+    callPane.hidden = true;
+    updateCallButtons();
+  }
+  function releaseCall(c) {
+    clearTimeout(c.timer);
+    clearInterval(c.clock);
+    if (c.local) for (const t of c.local.getTracks()) t.stop();   // the camera light goes off
+    c.local = null;
+    if (c.pc) {
+      c.pc.onicecandidate = c.pc.ontrack = c.pc.onconnectionstatechange = c.pc.oniceconnectionstatechange = null;
+      c.pc.close();
+    }
+    c.pc = null;
+    c.candidates = [];
+    for (const v of [remoteVideo, remoteAudio, localVideo]) { v.pause(); v.srcObject = null; }
+    remoteState.hidden = true;
+    remoteState.textContent = '';
+    callTime.hidden = true;
+    callTime.textContent = '';
+  }
+  // The chat, or our connection, ended: so did the call (the server ended it on its side).
+  function chatEndsCall(message) {
+    if (call) finishCall(call.phase === 'incoming' ? 'missed' : 'ended', message, null);
+  }
+
+  // Events from the server.
+  function onCall(m) {
+    switch (m.action) {
+      case 'request':
+        incoming(m);
+        break;
+      case 'start':
+        started(m);
+        break;
+      case 'decline':
+        if (!call || !call.outgoing || call.phase !== 'ringing') break;
+        if (asked && fresh(asked)) {   // answered before our ping was: the server, for a version 1 partner
+          partnerNoCalls = true;
+          finishCall('unavailable', "The stranger can't take calls.", null);
+        } else {
+          finishCall('declined', 'Stranger declined the call.', null);
+        }
+        break;
+      case 'end':
+        if (!call) break;
+        if (call.phase === 'incoming') finishCall('missed', 'Stranger cancelled the call.', null);
+        else finishCall('ended', 'Stranger ended the call.', null);
+        break;
+    }
+  }
+  // Errors that are about a call: `no_call` always; the others only right after our request (or a signal).
+  function callRefused(code) {
+    if (code === 'no_call') {   // the call was over on the server already (the partner's end crossed ours)
+      if (call && call.phase !== 'incoming' && call.phase !== 'ringing') finishCall('ended', 'The call ended.', null);
+      return true;
+    }
+    if (code === 'rate_limited' && lastKind === 'signal' && call) return true;   // the connect timer decides
+    if (!asked || !fresh(asked) || (code !== 'busy' && lastKind !== 'call')) return false;
+    const why = { busy: 'A call is already open in this chat.', rate_limited: 'Too many calls; wait a moment before calling again.',
+                  partner_away: "Stranger's connection dropped; try again when they are back.", not_paired: '' }[code];
+    if (why === undefined) return false;
+    asked = null;
+    if (call && call.outgoing && call.phase === 'ringing') {
+      if (why) finishCall('failed', why, null); else dropCall();
+    }
+    return true;   // a busy after the partner's call replaced ours: nothing to say
+  }
+
+  $('call-voice').addEventListener('click', () => requestCall(false));
+  $('call-video').addEventListener('click', () => requestCall(true));
+  acceptBtn.addEventListener('click', acceptCall);
+  declineBtn.addEventListener('click', declineCall);
+  hangupBtn.addEventListener('click', hangUp);
+  muteBtn.addEventListener('click', toggleMute);
+  cameraBtn.addEventListener('click', toggleCamera);
 
   // ---- save the conversation, in the browser only ----
   $('save').addEventListener('click', () => {
