@@ -1480,6 +1480,7 @@
     c.pc = null;
     c.candidates = [];
     for (const v of [remoteVideo, remoteAudio, localVideo]) { v.pause(); v.srcObject = null; }
+    stage.hidden = true;
     remoteState.hidden = true;
     remoteState.textContent = '';
     callTime.hidden = true;

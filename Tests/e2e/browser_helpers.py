@@ -18,11 +18,13 @@ TITLE = "uvchat – talk to strangers"
 def browsers():
     drivers = []
 
-    def make(width=1280, height=800, scheme=None):
+    def make(width=1280, height=800, scheme=None, args=(), binary=None):
+        """`args`: more Chromium switches (fake media devices, for one); `binary`: another Chromium launcher
+        (test_browser_webrtc.py's starts it inside a network namespace)."""
         opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM   # Debian's build: selenium-manager never downloads a browser
+        opts.binary_location = binary or CHROMIUM   # Debian's build: selenium-manager never downloads a browser
         for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                    "--lang=en-US", "--window-size=1280,900"]:
+                    "--lang=en-US", "--window-size=1280,900", *args]:
             opts.add_argument(arg)
         d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         d.set_page_load_timeout(15)
