@@ -121,5 +121,5 @@ enum MetricsText {
 }
 
 public enum BuildInfo {
-    public static let version = "0.5.0"
+    public static let version = "0.6.0"
 }
