@@ -59,9 +59,10 @@ unit: deps
 ## e2e (part of test): the browser suites run beside the socket suites (they mostly wait on Chromium)
 e2e: venv
 	@UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e/test_browser.py Tests/e2e/test_browser_resume.py Tests/e2e/test_browser_images.py \
-	    > $(BUILD)/e2e-browser.log 2>&1 & browser=$$!; \
+	    Tests/e2e/test_browser_calls.py Tests/e2e/test_browser_webrtc.py > $(BUILD)/e2e-browser.log 2>&1 & browser=$$!; \
 	UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
-	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py; sockets=$$?; \
+	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py \
+	    --ignore=Tests/e2e/test_browser_calls.py --ignore=Tests/e2e/test_browser_webrtc.py; sockets=$$?; \
 	wait $$browser; browsers=$$?; echo "--- browser suites:"; cat $(BUILD)/e2e-browser.log; \
 	test $$sockets = 0 && test $$browsers = 0
 
@@ -80,12 +81,26 @@ deps:
 	@pkg-config --exists libuv libcrypto 2>/dev/null || { echo "installing libuv1-dev libssl-dev"; \
 	    $(SUDO) apt-get update -qq && $(APT) libuv1-dev libssl-dev pkg-config; }
 
-## test-deps: also the tools the tests drive: Chromium and its driver, nginx, promtool, systemd's tools, openssl
+## test-deps: also the tools the tests drive: Chromium and its driver, nginx, promtool, systemd's tools, openssl,
+## coturn (the call tests start its turnserver) and iproute2 (their network namespaces)
 TEST_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx-light promtool:prometheus \
-	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl groff:groff-base setpriv:util-linux
+	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl groff:groff-base setpriv:util-linux \
+	turnserver:coturn ip:iproute2
+# No package may start a daemon while they install (a policy-rc.d that answers 101, "forbidden", unless the machine
+# has one of its own): Debian's coturn would start a TURN server with its default configuration on every address,
+# and its init script's failure would fail the install. Where systemd runs, the coturn unit the package enabled is
+# disabled again, so that a reboot does not start it either; the tests run their own turnserver.
+POLICY_RC := /usr/sbin/policy-rc.d
 test-deps: deps
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
-	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(APT) $$missing; fi
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	    if [ ! -e $(POLICY_RC) ]; then trap '$(SUDO) rm -f $(POLICY_RC)' EXIT; \
+	        printf '#!/bin/sh\n# make test-deps: no daemon starts while the test tools install\nexit 101\n' \
+	            | $(SUDO) tee $(POLICY_RC) >/dev/null && $(SUDO) chmod 755 $(POLICY_RC); fi; \
+	    $(SUDO) apt-get update -qq && $(APT) $$missing || exit 1; \
+	    case "$$missing " in *" coturn "*) if [ -d /run/systemd/system ]; then \
+	        $(SUDO) systemctl disable --now coturn.service >/dev/null 2>&1 || true; fi;; esac; \
+	fi
 
 ## fuzz: each libFuzzer target for FUZZ_SECONDS seconds
 fuzz:
@@ -95,7 +110,8 @@ fuzz:
 test-asan: test-deps venv
 	swift build -j $(JOBS) --sanitize=address --scratch-path $(BUILD)-asan --product uvchatd
 	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
-	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py
+	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py \
+	    --ignore=Tests/e2e/test_browser_calls.py --ignore=Tests/e2e/test_browser_webrtc.py
 	$(PY) Tests/conformance/autobahn.py --binary $(BUILD)-asan/debug/uvchatd --www www --outdir $(BUILD)/autobahn-asan
 
 ## bench: the load generator against a release build, server and generator pinned to separate cores
