@@ -1257,14 +1257,12 @@
   function declineCall() {
     if (!call || call.phase !== 'incoming') return;
     finishCall('declined', 'You declined the call.', 'decline');
-    if (document.activeElement === document.body) text.focus();
   }
   function hangUp() {
     const c = call;
     if (!c) return;
     if (c.phase === 'incoming') { declineCall(); return; }
     finishCall('ended', c.phase === 'ringing' ? 'You cancelled the call.' : 'You ended the call.', 'end');
-    text.focus();
   }
 
   function getMedia(c) {
@@ -1450,6 +1448,7 @@
     if (!c) return;
     call = null;
     if (tell) sendCall(tell);
+    const focused = callPane.contains(document.activeElement);   // a button about to be hidden
     releaseCall(c);
     callPane.dataset.phase = outcome;
     callStatus.textContent = message;
@@ -1459,6 +1458,7 @@
     outcomeTimer = setTimeout(() => { if (!call) callPane.hidden = true; }, OUTCOME_MS);
     note(message);
     updateCallButtons();
+    if (focused) (('ontouchstart' in window) ? log : text).focus();   // no keyboard popping up on a phone
   }
   function dropCall() {   // without a word: a call replaced by the partner's, or one the chat took with it
     const c = call;
