@@ -1523,6 +1523,9 @@
       return true;
     }
     if (code === 'rate_limited' && lastKind === 'signal' && call) return true;   // the connect timer decides
+    // A call command (or signal) that crossed the end of the chat: the chat's end said all there is to say, and the
+    // last message sent in that chat must not be marked as refused.
+    if (code === 'not_paired' && (lastKind === 'call' || lastKind === 'signal') && !(asked && fresh(asked))) return true;
     if (!asked || !fresh(asked) || (code !== 'busy' && lastKind !== 'call')) return false;
     const why = { busy: 'A call is already open in this chat.', rate_limited: 'Too many calls; wait a moment before calling again.',
                   partner_away: "Stranger's connection dropped; try again when they are back.", not_paired: '' }[code];
