@@ -123,7 +123,7 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
             check(false, "relayed event decodes")
         }
     case .success(.start), .success(.ack), .success(.resume), .success(.ping), .success(.imageOffer),
-         .success(.imageAnswer):
+         .success(.imageAnswer), .success(.call), .success(.signal):
         check(false, "v1 knows no v2 command")
     default:
         break
@@ -163,6 +163,19 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
         check(id >= 1 && bytes >= 1 && bytes <= maxInteger, "offer id and size in range")
     case .success(.imageAnswer(let id, _)):
         check(id >= 1, "answer id in range")
+    case .success(.call):
+        break
+    case .success(.signal(let data)):
+        check(data.lowerBound >= 0 && data.upperBound <= input.count, "data range in input")
+        check(input[data.lowerBound] == UInt8(ascii: "{") && input[data.upperBound - 1] == UInt8(ascii: "}"),
+              "data is an object")
+        // The relayed event is itself a valid signal carrying the same bytes.
+        var event: [UInt8] = []
+        ChatEventEncoder.signal(data: UnsafeRawBufferPointer(rebasing: input[data]), into: &event)
+        let back = event.withUnsafeBytes { ChatCommandDecoder.decode($0, maxScalars: 64, version: .v2) }
+        if case .success(.signal(let again)) = back { check(again.count == data.count, "relay keeps the data") } else {
+            check(false, "relayed signal decodes")
+        }
     case .failure(let code):
         // Version 1's commands are refused on version 2 only for a bad id.
         switch v1 {

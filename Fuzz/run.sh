@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-10}
 OUT=.build/fuzz
 mkdir -p "$OUT"
-sources=$(find Sources/UVChat/Protocol Sources/UVChat/Chat Sources/UVChat/Static Sources/UVChat/Media -name '*.swift' | sort)
+sources=$(find Sources/UVChat/Protocol Sources/UVChat/Chat Sources/UVChat/Calls Sources/UVChat/Crypto Sources/UVChat/Static Sources/UVChat/Media -name '*.swift' | sort)
 bin=$OUT/uvchat-fuzz
 if [ ! -x "$bin" ] || [ -n "$(find $sources Fuzz/FuzzTargets.swift -newer "$bin" 2>/dev/null | head -1)" ]; then
   echo "building $bin"
-  swiftc -swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -module-name UVChatFuzz \
+  swiftc -swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -module-name UVChatFuzz -I Sources/CCrypto \
     $sources Fuzz/FuzzTargets.swift -o "$bin" 2> >(grep -v 'Cannot export local symbol' >&2)
 fi
 failed=0

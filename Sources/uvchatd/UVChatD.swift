@@ -69,6 +69,25 @@ struct UVChatD: ParsableCommand {
     @Option(help: "Burst of the image offer bucket.")
     var imageOfferBurst = defaults.imageOfferBurst
 
+    @Option(help: "Version 2 calls: a STUN server URL for the browsers (stun: or stuns:; repeatable).")
+    var stunUrl: [String] = []
+    @Option(help: "Version 2 calls: a TURN server URL (turn: or turns:; repeatable; needs --turn-secret-file).")
+    var turnUrl: [String] = []
+    @Option(help: "File holding the TURN server's shared secret (coturn static-auth-secret; e.g. a systemd credential).")
+    var turnSecretFile: String?
+    @Option(help: "Seconds a TURN credential handed to a caller stays valid (60 to 86400).")
+    var turnCredentialSeconds = defaults.ice.credentialSeconds
+    @Option(help: "ICE transport policy for calls: all, or relay (media only through TURN; peers never see each other's addresses).")
+    var iceTransportPolicy = "all"
+    @Option(help: "Version 2: call requests per second per connection (token bucket rate).")
+    var callRequestsPerSecond = defaults.callRequestRatePerSecond
+    @Option(help: "Burst of the call request bucket.")
+    var callRequestBurst = defaults.callRequestBurst
+    @Option(help: "Version 2: call signals (SDP and ICE candidates) per second per connection (token bucket rate).")
+    var signalsPerSecond = defaults.signalRatePerSecond
+    @Option(help: "Burst of the signal bucket.")
+    var signalBurst = defaults.signalBurst
+
     @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
     @Option(help: "Most simultaneous chat connections per client address (503 beyond).")
@@ -127,11 +146,20 @@ struct UVChatD: ParsableCommand {
                           ("--next-rate-per-second", nextRatePerSecond), ("--next-burst", nextBurst),
                           ("--address-rate-burst", addressRateBurst),
                           ("--image-offers-per-second", imageOffersPerSecond), ("--image-offer-burst", imageOfferBurst),
+                          ("--call-requests-per-second", callRequestsPerSecond), ("--call-request-burst", callRequestBurst),
+                          ("--signals-per-second", signalsPerSecond), ("--signal-burst", signalBurst),
                           ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
             throw ValidationError("\(name) must be positive")
         }
         guard (0...ServerConfiguration.maxImageLimit).contains(maxImageBytes) else {
             throw ValidationError("--max-image-bytes must be 0 to \(ServerConfiguration.maxImageLimit)")
+        }
+        guard ["all", "relay"].contains(iceTransportPolicy) else {
+            throw ValidationError("--ice-transport-policy must be all or relay")
+        }
+        // The secret itself is read in run(); here a stand-in says whether there will be one.
+        if let problem = iceSettings(secret: Secret(turnSecretFile == nil ? [] : [0])).problem {
+            throw ValidationError(problem)
         }
         guard (0...3600).contains(resumeGrace) else { throw ValidationError("--resume-grace must be 0 to 3600") }
         guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
@@ -142,7 +170,17 @@ struct UVChatD: ParsableCommand {
         }
     }
 
-    func makeConfiguration() -> ServerConfiguration {
+    func iceSettings(secret: Secret) -> ICESettings {
+        var ice = ICESettings()
+        ice.stunURLs = stunUrl
+        ice.turnURLs = turnUrl
+        ice.turnSecret = secret
+        ice.credentialSeconds = turnCredentialSeconds
+        ice.relayOnly = iceTransportPolicy == "relay"
+        return ice
+    }
+
+    func makeConfiguration() throws -> ServerConfiguration {
         var c = ServerConfiguration()
         c.host = host
         c.port = port
@@ -168,6 +206,11 @@ struct UVChatD: ParsableCommand {
         c.maxImageBytes = maxImageBytes
         c.imageOfferRatePerSecond = imageOffersPerSecond
         c.imageOfferBurst = imageOfferBurst
+        c.callRequestRatePerSecond = callRequestsPerSecond
+        c.callRequestBurst = callRequestBurst
+        c.signalRatePerSecond = signalsPerSecond
+        c.signalBurst = signalBurst
+        c.ice = iceSettings(secret: try turnSecretFile.map(readSecret) ?? Secret())
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute
@@ -197,6 +240,31 @@ struct UVChatD: ParsableCommand {
         }
         Glibc.exit(server.run())
     }
+}
+
+struct SecretFileError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// The whole file, less trailing whitespace (a newline an editor added is not part of the secret). Errors name the
+/// path and the reason, never the contents.
+func readSecret(path: String) throws -> Secret {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw SecretFileError(description: "cannot open --turn-secret-file \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw SecretFileError(description: "cannot read --turn-secret-file \(path): \(String(cString: strerror(errno)))") }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+        guard bytes.count <= 65536 else { throw SecretFileError(description: "--turn-secret-file \(path) is over 64 KiB") }
+    }
+    while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }
+    guard !bytes.isEmpty else { throw SecretFileError(description: "--turn-secret-file \(path) is empty") }
+    return Secret(bytes)
 }
 
 func fail(_ line: String) -> Never {

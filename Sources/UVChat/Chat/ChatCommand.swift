@@ -22,6 +22,16 @@ public enum ChatCommand: Equatable {
     case imageOffer(id: UInt32, type: ImageType, bytes: UInt64)
     /// `image_accept` (true) or `image_decline` (false).
     case imageAnswer(id: UInt32, accept: Bool)
+    /// `call` (B.4): what a client may ask (the `start` action is the server's).
+    case call(CallAction)
+    /// `signal` (B.4): `data` is the byte range of the object, grammar-checked, relayed to the partner as it is.
+    case signal(data: Range<Int>)
+}
+
+/// A client's `call` action (B.4). `request` without `video` is a voice call.
+public enum CallAction: Equatable, Sendable {
+    case request(video: Bool)
+    case accept, decline, end
 }
 
 /// Which protocol a connection speaks, chosen at the upgrade (`Sec-WebSocket-Protocol: uvchat.2`).

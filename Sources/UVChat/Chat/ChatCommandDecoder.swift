@@ -44,7 +44,8 @@ public enum ChatCommandDecoder {
 }
 
 private enum CommandKind {
-    case message, typing, next, stop, start, ack, resume, ping, imageOffer, imageAccept, imageDecline, unknown
+    case message, typing, next, stop, start, ack, resume, ping, imageOffer, imageAccept, imageDecline, call, signal
+    case unknown
 }
 
 /// The last value seen for each field the decoder reads (duplicate keys: the last one wins).
@@ -58,6 +59,10 @@ private enum TokenField { case missing, notString, string(Range<Int>) }
 private enum InterestsField { case missing, invalid, strings(at: Int) }
 /// `mime`: one of the four image types, or anything else.
 private enum MIMEField { case missing, invalid, type(ImageType) }
+/// A `call`'s `action`: one a client may send (`start` is the server's), or anything else.
+private enum ActionField { case missing, invalid, request, accept, decline, end }
+/// A `signal`'s `data`: where the object's bytes are, or any other value.
+private enum DataField { case missing, notObject, object(Range<Int>) }
 
 /// The fields only version 2 reads, kept apart from version 1's.
 private struct Version2Fields {
@@ -68,6 +73,9 @@ private struct Version2Fields {
     var images = BooleanField.missing
     var mime = MIMEField.missing
     var bytes = IntegerField.missing
+    var action = ActionField.missing
+    var video = BooleanField.missing
+    var data = DataField.missing
 }
 
 /// A scanned string literal.
@@ -185,7 +193,7 @@ private struct Scanner {
             return .success(.next)
         case .stop:
             return .success(.stop)
-        case .start, .ack, .resume, .ping, .imageOffer, .imageAccept, .imageDecline:
+        case .start, .ack, .resume, .ping, .imageOffer, .imageAccept, .imageDecline, .call, .signal:
             return version2Command(kind, fields)
         case .unknown:
             return .failure(.badRequest)
@@ -218,6 +226,16 @@ private struct Scanner {
         } else if equals(key, "bytes") {
             guard let value = integerField() else { return false }
             fields.bytes = value
+        } else if equals(key, "action") {
+            guard let value = stringField() else { return false }
+            fields.action = value.map(callAction) ?? .invalid
+        } else if equals(key, "video") {
+            guard let value = booleanField() else { return false }
+            fields.video = value
+        } else if equals(key, "data") {
+            let start = position
+            guard skipValue(depth: 1) else { return false }
+            fields.data = p[start] == Byte.openBrace ? .object(start..<position) : .notObject
         } else {
             return skipValue(depth: 1)
         }
@@ -260,6 +278,22 @@ private struct Scanner {
         case .imageAccept, .imageDecline:
             guard let id = Scanner.offerID(fields.id) else { return .failure(.badRequest) }
             return .success(.imageAnswer(id: id, accept: kind == .imageAccept))
+        case .call:
+            switch fields.action {
+            case .request:
+                switch fields.video {
+                case .missing: return .success(.call(.request(video: false)))
+                case .notBoolean: return .failure(.badRequest)
+                case .value(let on): return .success(.call(.request(video: on)))
+                }
+            case .accept: return .success(.call(.accept))
+            case .decline: return .success(.call(.decline))
+            case .end: return .success(.call(.end))
+            case .missing, .invalid: return .failure(.badRequest)
+            }
+        case .signal:
+            guard case .object(let range) = fields.data else { return .failure(.badRequest) }
+            return .success(.signal(data: range))
         case .message, .typing, .next, .stop, .unknown:
             return .failure(.badRequest)   // not reached: the caller handles these
         }
@@ -269,6 +303,14 @@ private struct Scanner {
     private static func offerID(_ field: IntegerField) -> UInt32? {
         guard case .value(let n) = field, n > 0, n <= UInt64(UInt32.max) else { return nil }
         return UInt32(n)
+    }
+
+    private func callAction(_ value: StringToken) -> ActionField {
+        if equals(value, "request") { return .request }
+        if equals(value, "accept") { return .accept }
+        if equals(value, "decline") { return .decline }
+        if equals(value, "end") { return .end }
+        return .invalid
     }
 
     private func imageType(_ value: StringToken) -> ImageType? {
@@ -307,6 +349,8 @@ private struct Scanner {
         if equals(value, "image_offer") { return .imageOffer }
         if equals(value, "image_accept") { return .imageAccept }
         if equals(value, "image_decline") { return .imageDecline }
+        if equals(value, "call") { return .call }
+        if equals(value, "signal") { return .signal }
         return .unknown
     }
 

@@ -4,6 +4,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
     // Version 2 (PROTOCOL.md B.6).
     case partnerAway, resumeFailed
     case imagesOff, tooLarge, badImage, busy
+    case noCall
 
     /// The position in `allCases`: the index of the code's prebuilt frame and of its refusal counter.
     @inlinable var index: Int { rawValue }
@@ -20,6 +21,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .tooLarge: "too_large"
         case .badImage: "bad_image"
         case .busy: "busy"
+        case .noCall: "no_call"
         }
     }
 
@@ -35,7 +37,8 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .imagesOff: "The stranger does not accept images."
         case .tooLarge: "That image is too large."
         case .badImage: "That file is not a valid image of the type offered."
-        case .busy: "Wait for an answer to your last image first."
+        case .busy: "Wait: your last image offer, or a call, is still open."
+        case .noCall: "There is no call to answer or end."
         }
     }
 }

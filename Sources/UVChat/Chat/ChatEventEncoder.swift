@@ -124,6 +124,36 @@ public enum ChatEventEncoder {
         append(active ? #"{"type":"typing","active":true}"# : #"{"type":"typing","active":false}"#, to: &out)
     }
 
+    // Calls (B.4).
+
+    static func callRequest(video: Bool, into out: inout [UInt8]) {
+        append(video ? #"{"type":"call","action":"request","video":true}"#
+                     : #"{"type":"call","action":"request","video":false}"#, to: &out)
+    }
+
+    static func callDecline(into out: inout [UInt8]) {
+        append(#"{"type":"call","action":"decline"}"#, to: &out)
+    }
+
+    static func callEnd(into out: inout [UInt8]) {
+        append(#"{"type":"call","action":"end"}"#, to: &out)
+    }
+
+    /// `ice` is the JSON object `ICEServers` wrote for this side.
+    static func callStart(initiator: Bool, ice: [UInt8], into out: inout [UInt8]) {
+        append(initiator ? #"{"type":"call","action":"start","initiator":true,"ice":"#
+                         : #"{"type":"call","action":"start","initiator":false,"ice":"#, to: &out)
+        out.append(contentsOf: ice)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// `data` is the object a `signal` carried, grammar-checked by the decoder, copied as it came.
+    static func signal(data: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        append(#"{"type":"signal","data":"#, to: &out)
+        out.append(contentsOf: data)
+        out.append(UInt8(ascii: "}"))
+    }
+
     static func error(_ code: ChatErrorCode, message: StaticString, into out: inout [UInt8]) {
         append(#"{"type":"error","code":""#, to: &out)
         append(code.wireName, to: &out)

@@ -9,6 +9,11 @@ struct ChatFrames {
     @usableFromInline let typingOff: [UInt8]
     /// By `ChatErrorCode.index`.
     @usableFromInline let errors: [[UInt8]]
+    // Calls (B.4).
+    let callRequestVoice: [UInt8]
+    let callRequestVideo: [UInt8]
+    let callDecline: [UInt8]
+    let callEnd: [UInt8]
 
     init() {
         waiting = ChatFrames.text { ChatEventEncoder.waiting(into: &$0) }
@@ -17,6 +22,10 @@ struct ChatFrames {
         pong = ChatFrames.text { ChatEventEncoder.pong(into: &$0) }
         typingOn = ChatFrames.text { ChatEventEncoder.typing(true, into: &$0) }
         typingOff = ChatFrames.text { ChatEventEncoder.typing(false, into: &$0) }
+        callRequestVoice = ChatFrames.text { ChatEventEncoder.callRequest(video: false, into: &$0) }
+        callRequestVideo = ChatFrames.text { ChatEventEncoder.callRequest(video: true, into: &$0) }
+        callDecline = ChatFrames.text { ChatEventEncoder.callDecline(into: &$0) }
+        callEnd = ChatFrames.text { ChatEventEncoder.callEnd(into: &$0) }
         errors = ChatErrorCode.allCases.map { code in
             ChatFrames.text { ChatEventEncoder.error(code, message: code.defaultMessage, into: &$0) }
         }

@@ -54,10 +54,16 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     private var lastSerial: UInt32 = 0
     /// Version 2 members that have offered an image (B.3), by sender: the offer bucket and the open offer.
     var imageSenders: [PeerID: ImageSender] = [:]
+    /// Version 2 members that have made or been asked for a call (B.4): their buckets and their call.
+    var callMembers: [PeerID: CallMember] = [:]
+    /// The `ice` object of a call's `start`, and the wall clock its TURN credentials expire by (seconds since 1970,
+    /// from the shell: the service reads no clock of its own).
+    let iceServers: ICEServers
+    let unixTime: @Sendable () -> UInt64
     /// Where resume tokens come from: the kernel's CSPRNG in the server, a seeded generator in tests. Behind a
     /// reference, so that the service holds no existential of its own (which made the shell copy the whole service
     /// to read one of its fields).
-    private let entropy: TokenSource
+    let entropy: TokenSource
 
     @usableFromInline static var v2Bit: UInt32 { 1 << 31 }
     static var serialMask: UInt32 { v2Bit - 1 }
@@ -68,12 +74,17 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         var side: ObjectIdentifier
     }
 
+    /// `unixTime` is the wall clock in seconds, read only when a call starts (0 suits a service that never
+    /// starts calls with TURN servers: tests and benchmarks).
     public init(settings: ChatSettings, outbox: Outbox, routing: Routing,
-                entropy: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
+                entropy: any RandomNumberGenerator = SystemRandomNumberGenerator(),
+                unixTime: @escaping @Sendable () -> UInt64 = { 0 }) {
         self.settings = settings
         self.outbox = outbox
         self.routing = routing
         self.entropy = TokenSource(entropy)
+        self.iceServers = ICEServers(settings.ice)
+        self.unixTime = unixTime
     }
 
     // MARK: - Joining and leaving
@@ -147,6 +158,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if isV2(partner), let partnerSide = members2[partner]?.side, !partnerSide.isAway {
             deliver(ChatFrames.partnerAway(grace: settings.resumeGraceSeconds), to: partner, now: now)
         }
+        // The call does not wait for the resume (Calls.swift): the present side hears `end` after `partner_away`.
+        endCall(of: peer, notify: isMember(partner), now: now)
     }
 
     /// An away side's slot: the shell keeps it (no new connection takes the number) until the service releases it.
@@ -170,6 +183,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         peers[i].tag = 0
         if !members2.isEmpty { members2[peer] = nil }
         if !imageSenders.isEmpty { imageSenders[peer] = nil }
+        if !callMembers.isEmpty { callMembers[peer] = nil }
     }
 
     /// An away side whose chat is over: its slot goes back to the shell.
@@ -263,6 +277,12 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         case .success(.imageAnswer(let id, let accept)):
             guard allowControl(from: peer, now: now) else { return }
             answerImage(peer, id: id, accept: accept, now: now)
+        case .success(.call(let action)):
+            // `request` has a bucket of its own (Calls.swift); answers and `end` are control traffic.
+            if case .request = action {} else { guard allowControl(from: peer, now: now) else { return } }
+            call(action, from: peer, now: now)
+        case .success(.signal(let data)):
+            signal(UnsafeRawBufferPointer(rebasing: payload[data]), from: peer, now: now)
         }
     }
 
@@ -354,6 +374,14 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if outbox.send(frame, to: peer) > settings.outgoingCap { dropSlowConsumer(peer, now: now) }
     }
 
+    /// An event built for this one send (an image answer, a call's `start`, a signal), framed by the outbox.
+    mutating func sendEvent(to peer: PeerID, now: UInt64, _ build: (inout [UInt8]) -> Void) {
+        scratch.removeAll(keepingCapacity: true)
+        build(&scratch)
+        let outstanding = scratch.withUnsafeBytes { outbox.sendText($0, to: peer) }
+        if outstanding > settings.outgoingCap { dropSlowConsumer(peer, now: now) }
+    }
+
     @usableFromInline
     mutating func dropSlowConsumer(_ peer: PeerID, now: UInt64) {
         guard isMember(peer) else { return }
@@ -389,6 +417,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if isV2(peer) { members2[peer]?.side = nil }
         guard let partner = routing.part(peer) else { return }
         endOffers(peer, partner)
+        endCall(of: peer, notify: false, now: now)
         if isV2(partner), let member = members2[partner], let side = member.side {
             member.side = nil
             if side.isAway {
@@ -490,11 +519,13 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
         let wasAway = side.isAway
         endOffers(old, partner)   // (an away side's died with its drop)
+        endCall(of: old, notify: true, now: now)   // likewise; a connection taken over has no call on the new one
         let (o, n) = (Int(old.rawValue), Int(peer.rawValue))
         let freshTag = peers[n].tag
         // The person moves to this connection: settings, partner history, buckets, serial and chat side.
         members2[peer] = member
         if let sender = imageSenders.removeValue(forKey: old) { imageSenders[peer] = sender }
+        if let caller = callMembers.removeValue(forKey: old) { callMembers[peer] = caller }
         peers[n].interests = peers[o].interests
         peers[n].buckets = peers[o].buckets
         peers[n].tag = peers[o].tag
@@ -619,4 +650,15 @@ public struct ChatCounters: Sendable {
     /// Cleaned image bytes sent to receivers, and the bytes the cleaner took out (metadata and trailing data).
     public var imageBytesRelayed: UInt64 = 0
     public var imageBytesRemoved: UInt64 = 0
+    // Calls (B.4).
+    /// `request`s, including those the server declined for a version 1 partner (also counted in `callsDeclined`).
+    public var callsRequested: UInt64 = 0
+    public var callsAccepted: UInt64 = 0
+    public var callsDeclined: UInt64 = 0
+    /// `start` pairs sent.
+    public var callsStarted: UInt64 = 0
+    /// Calls that rang or ran and then ended: `end`, the chat's end, a drop (not a `decline`).
+    public var callsEnded: UInt64 = 0
+    public var signalsRelayed: UInt64 = 0
+    public var signalBytesRelayed: UInt64 = 0
 }

@@ -24,6 +24,14 @@ public struct ChatSettings: Sendable {
     public var maxImageBytes = 1024 * 1024
     public var imageOfferRatePerSecond = 0.2
     public var imageOfferBurst = 3.0
+    /// Version 2 calls (B.4): `request`s (one every 5 s, burst 3) and `signal`s (an offer or answer and its ICE
+    /// candidates come in a burst of a few dozen at the start of a call).
+    public var callRequestRatePerSecond = 0.2
+    public var callRequestBurst = 3.0
+    public var signalRatePerSecond = 20.0
+    public var signalBurst = 100.0
+    /// The STUN and TURN servers a call's `start` names.
+    public var ice = ICESettings()
     /// Off for benchmarks: no rate or connection-count limit (size limits stay).
     public var rateLimitsEnabled = true
 

@@ -126,11 +126,4 @@ extension ChatService {
         if sender.offer?.accepted == true && isMember(peer) { outbox.allowBinary(0, from: peer) }
         sender.offer = nil
     }
-
-    private mutating func sendEvent(to peer: PeerID, now: UInt64, _ build: (inout [UInt8]) -> Void) {
-        scratch.removeAll(keepingCapacity: true)
-        build(&scratch)
-        let outstanding = scratch.withUnsafeBytes { outbox.sendText($0, to: peer) }
-        if outstanding > settings.outgoingCap { dropSlowConsumer(peer, now: now) }
-    }
 }

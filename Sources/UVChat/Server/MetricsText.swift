@@ -58,6 +58,13 @@ enum MetricsText {
         counter("uvchat_images_relayed_total", "Images checked, cleaned and sent to the receiver.", chat.imagesRelayed)
         counter("uvchat_image_bytes_relayed_total", "Bytes of cleaned images sent to receivers.", chat.imageBytesRelayed)
         counter("uvchat_image_metadata_bytes_removed_total", "Bytes the image cleaner removed (metadata and data after the image).", chat.imageBytesRemoved)
+        counter("uvchat_calls_requested_total", "Call requests (version 2), including those declined for a version 1 partner.", chat.callsRequested)
+        counter("uvchat_calls_accepted_total", "Call requests the partner accepted.", chat.callsAccepted)
+        counter("uvchat_calls_declined_total", "Call requests declined (by the partner, or by the server for a version 1 partner).", chat.callsDeclined)
+        counter("uvchat_calls_started_total", "Calls started (start sent to both sides).", chat.callsStarted)
+        counter("uvchat_calls_ended_total", "Ringing or started calls that ended (hang-up, the chat's end, a dropped connection).", chat.callsEnded)
+        counter("uvchat_signals_relayed_total", "WebRTC signals (SDP, ICE candidates) relayed to the partner.", chat.signalsRelayed)
+        counter("uvchat_signal_bytes_relayed_total", "Bytes of signal data relayed.", chat.signalBytesRelayed)
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
         metric("uvchat_close_codes_sent_total", "counter",

@@ -59,7 +59,8 @@ public final class Server {
         clock = HTTPClock(now: time(nil))
         prebuilt = PrebuiltResponses(staticFiles, headers: SecurityHeaders.all, date: clock.date)
         chat = Chat(settings: configuration.chatSettings, outbox: ConnectionOutbox(connections: connections),
-                    routing: LocalRouting(interestTimeoutNanos: configuration.interestTimeout.nanoseconds))
+                    routing: LocalRouting(interestTimeoutNanos: configuration.interestTimeout.nanoseconds),
+                    unixTime: { UInt64(time(nil)) })
         closeTimeoutMillis = configuration.closeTimeout.loopMillis
         keepAliveTimeoutMillis = configuration.keepAliveTimeout.loopMillis
         handshakeTimeoutMillis = configuration.handshakeTimeout.loopMillis

@@ -35,6 +35,11 @@ public struct ServerConfiguration: Sendable {
     public var maxImageBytes = 1024 * 1024      // version 2: the largest image offer (B.3), at most 64 MiB; 0: none
     public var imageOfferRatePerSecond = 0.2    // image offers per connection: one every 5 s,
     public var imageOfferBurst = 3.0            // burst 3
+    public var callRequestRatePerSecond = 0.2   // version 2 call requests per connection: one every 5 s,
+    public var callRequestBurst = 3.0           // burst 3
+    public var signalRatePerSecond = 20.0       // call signals (SDP, ICE candidates) per connection
+    public var signalBurst = 100.0
+    public var ice = ICESettings()              // STUN and TURN servers for calls (B.4)
 
     // Abuse limits
     public var maxConnections = 10_000
@@ -81,6 +86,11 @@ public struct ServerConfiguration: Sendable {
         s.maxImageBytes = maxImageBytes
         s.imageOfferRatePerSecond = imageOfferRatePerSecond
         s.imageOfferBurst = imageOfferBurst
+        s.callRequestRatePerSecond = callRequestRatePerSecond
+        s.callRequestBurst = callRequestBurst
+        s.signalRatePerSecond = signalRatePerSecond
+        s.signalBurst = signalBurst
+        s.ice = ice
         return s
     }
 }

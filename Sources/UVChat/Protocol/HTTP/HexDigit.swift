@@ -1,5 +1,10 @@
-/// The value of one hexadecimal digit, for percent-decoding (request paths, the interests query).
+/// The value of one hexadecimal digit, for percent-decoding (request paths, the interests query), and the digit of
+/// a value (TURN usernames).
 enum HexDigit {
+    static func lowercase(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+    }
+
     static func value(_ b: UInt8) -> UInt8? {
         switch b {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): b &- UInt8(ascii: "0")
