@@ -265,20 +265,20 @@ def test_refusals_outside_a_call(server_factory):
     run(body())
 
 
-def test_accept_decline_end_when_not_paired_are_no_call(server_factory):
-    """READINGS: accept/decline in any state but a ringing call's callee ("anyone else / any other state"), and end
-    with no call, are no_call; only `signal` (and `request`) name not_paired. Idle, queued, and after the chat
-    (and its call) ended."""
+def test_accept_decline_end_when_not_paired_are_not_paired(server_factory):
+    """Every call action and signal from a client without a partner is not_paired, checked first (docs/protocol-v2.md,
+    Calls); no_call is for a paired client whose call state does not allow the action. Idle, queued, and after the
+    chat (and its call) ended."""
     srv = srv_with(server_factory)
 
     async def body():
         lone = await v2_open(srv, "lone")
         for cmd in (ACCEPT, DECLINE, END):
-            await refused(lone, cmd, "no_call")
+            await refused(lone, cmd, "not_paired")
         await send_start(lone)
         await lone.expect("waiting")
         for cmd in (ACCEPT, DECLINE, END):
-            await refused(lone, cmd, "no_call")
+            await refused(lone, cmd, "not_paired")
         other = await v2_open(srv, "other")
         await send_start(other)
         await other.expect("paired")
@@ -288,7 +288,7 @@ def test_accept_decline_end_when_not_paired_are_no_call(server_factory):
         assert await lone.recv() == {"type": "partner_left"}
         for c in (lone, other):
             for cmd in (ACCEPT, DECLINE, END):
-                await refused(c, cmd, "no_call")
+                await refused(c, cmd, "not_paired")
         await close_all(lone, other)
 
     run(body())
