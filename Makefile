@@ -36,15 +36,14 @@ test: test-deps venv check-layers
 	$(MAKE) --no-print-directory e2e conformance asan-smoke
 	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
 
-## check-layers (part of test): only Sources/UVChat/Loop (and the load generator) may import libuv, only Sources/UVChat/Crypto libcrypto
+## check-layers (part of test): only Sources/UVChat/Loop (and the load generator) may import libuv, only Sources/UVChat/Crypto loads libcrypto
 check-layers:
 	@bad=$$(grep -rlE '^[[:space:]]*(@[_A-Za-z]+[[:space:]]+)*import[[:space:]]+(CLibUV|struct CLibUV|func CLibUV)' \
 	    Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Loop/|^Sources/uvchat-bench/'); \
 	if [ -n "$$bad" ]; then echo "libuv is imported outside Sources/UVChat/Loop:" $$bad; exit 1; fi; \
-	bad=$$(grep -rlE '^[[:space:]]*(@[_A-Za-z]+[[:space:]]+)*import[[:space:]]+(CCrypto|struct CCrypto|func CCrypto)' \
-	    Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Crypto/'); \
-	if [ -n "$$bad" ]; then echo "libcrypto is imported outside Sources/UVChat/Crypto:" $$bad; exit 1; fi; \
-	echo "check-layers: libuv is imported only in Sources/UVChat/Loop (and the load generator), libcrypto only in Sources/UVChat/Crypto"
+	bad=$$(grep -rlE '\bdlopen\(' Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Crypto/'); \
+	if [ -n "$$bad" ]; then echo "a library is loaded outside Sources/UVChat/Crypto:" $$bad; exit 1; fi; \
+	echo "check-layers: libuv is imported only in Sources/UVChat/Loop (and the load generator), libcrypto loaded only in Sources/UVChat/Crypto"
 
 ## asan-smoke (part of test): Autobahn and the fault tests against an AddressSanitizer build (leaks fail the exit)
 asan-smoke: venv
@@ -76,10 +75,10 @@ $(VENV)/.installed: Tests/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
 	touch $@
 
-## deps: libuv, OpenSSL's libcrypto (and pkg-config) from Debian, only when missing
+## deps: libuv (and pkg-config) and OpenSSL's libcrypto (loaded at run time, for TURN) from Debian, only when missing
 deps:
-	@pkg-config --exists libuv libcrypto 2>/dev/null || { echo "installing libuv1-dev libssl-dev"; \
-	    $(SUDO) apt-get update -qq && $(APT) libuv1-dev libssl-dev pkg-config; }
+	@{ pkg-config --exists libuv && /sbin/ldconfig -p | grep -q 'libcrypto\.so\.3 '; } 2>/dev/null || \
+	    { echo "installing libuv1-dev libssl3"; $(SUDO) apt-get update -qq && $(APT) libuv1-dev libssl3 pkg-config; }
 
 ## test-deps: also the tools the tests drive: Chromium and its driver, nginx, promtool, systemd's tools, openssl,
 ## coturn (the call tests start its turnserver) and iproute2 (their network namespaces)

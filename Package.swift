@@ -19,16 +19,9 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
-        // OpenSSL's libcrypto from Debian: HMAC for TURN credentials (README, "Dependencies").
-        .systemLibrary(
-            name: "CCrypto",
-            path: "Sources/CCrypto",
-            pkgConfig: "libcrypto",
-            providers: [.apt(["libssl-dev"])]
-        ),
         .target(
             name: "UVChat",
-            dependencies: ["CLibUV", "CCrypto"],
+            dependencies: ["CLibUV"],
             path: "Sources/UVChat",
             // Release keeps -O's overflow, bounds and precondition traps (a latent bug stops the process instead of
             // corrupting memory). Only the dynamic exclusivity checks are left to debug builds, which every test

@@ -11,7 +11,7 @@ sources=$(find Sources/UVChat/Protocol Sources/UVChat/Chat Sources/UVChat/Calls 
 bin=$OUT/uvchat-fuzz
 if [ ! -x "$bin" ] || [ -n "$(find $sources Fuzz/FuzzTargets.swift -newer "$bin" 2>/dev/null | head -1)" ]; then
   echo "building $bin"
-  swiftc -swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -module-name UVChatFuzz -I Sources/CCrypto \
+  swiftc -swift-version 6 -O -sanitize=fuzzer,address -parse-as-library -module-name UVChatFuzz \
     $sources Fuzz/FuzzTargets.swift -o "$bin" 2> >(grep -v 'Cannot export local symbol' >&2)
 fi
 failed=0

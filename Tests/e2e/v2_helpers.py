@@ -140,3 +140,16 @@ async def wait_for_type(c, type_, timeout=5.0, allowed=()):
         if m["type"] == type_:
             return m
         assert m["type"] in allowed, f"{c.name}: expected {type_}, got {m}"
+
+
+async def v1_barrier(c, timeout=5.0):
+    """Version 1 has no `ping`: it is an unknown type there, answered `bad_request` in command order. Send one and
+    return the frames (other than online) that came before that error, as `barrier` does for version 2."""
+    await c.send({"type": "ping"})
+    before = []
+    deadline = time.monotonic() + timeout
+    while True:
+        m = await c.recv(max(0.01, deadline - time.monotonic()))
+        if m["type"] == "error" and m.get("code") == "bad_request":
+            return before
+        before.append(m)

@@ -27,6 +27,9 @@ public struct ICESettings: Sendable {
         if turnURLs.isEmpty && !turnSecret.isEmpty { return "--turn-secret-file without a --turn-url" }
         if relayOnly && turnURLs.isEmpty { return "--ice-transport-policy relay needs a --turn-url" }
         if !(60...86_400).contains(credentialSeconds) { return "--turn-credential-seconds must be 60 to 86400" }
+        if !turnURLs.isEmpty && !HMAC.isAvailable {
+            return "TURN credentials need OpenSSL's libcrypto.so.3 (Debian: libssl3), which could not be loaded"
+        }
         return nil
     }
 

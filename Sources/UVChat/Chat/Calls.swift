@@ -65,8 +65,8 @@ extension ChatService {
     /// `request`: refused `partner_away`, `busy` or `rate_limited`, in that order; a version 1 partner's
     /// `decline` comes from the server.
     private mutating func requestCall(video: Bool, from peer: PeerID, to partner: PeerID, now: UInt64) {
-        _counters.callsRequested &+= 1
         guard isV2(partner) else {
+            _counters.callsRequested &+= 1
             _counters.callsDeclined &+= 1
             return deliver(frames.callDecline, to: peer, now: now)
         }
@@ -86,6 +86,7 @@ extension ChatService {
         var callee = callMembers[partner] ?? CallMember(settings: settings, now: now)
         callee.call = CallLeg(partner: peer, isCaller: false)
         callMembers[partner] = callee
+        _counters.callsRequested &+= 1
         deliver(video ? frames.callRequestVideo : frames.callRequestVoice, to: partner, now: now)
     }
 

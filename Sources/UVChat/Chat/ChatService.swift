@@ -651,7 +651,7 @@ public struct ChatCounters: Sendable {
     public var imageBytesRelayed: UInt64 = 0
     public var imageBytesRemoved: UInt64 = 0
     // Calls (B.4).
-    /// `request`s, including those the server declined for a version 1 partner (also counted in `callsDeclined`).
+    /// `request`s that rang, and those the server declined for a version 1 partner (also in `callsDeclined`).
     public var callsRequested: UInt64 = 0
     public var callsAccepted: UInt64 = 0
     public var callsDeclined: UInt64 = 0

@@ -1,16 +1,18 @@
-import CCrypto
-
-/// Keyed message authentication from OpenSSL's libcrypto (README, "Dependencies", says why OpenSSL): one
-/// synchronous call, microseconds, so it runs on the loop. Only this folder imports the C library.
+/// Keyed message authentication from OpenSSL's libcrypto (README, "Why OpenSSL's libcrypto"): one synchronous call
+/// of about a microsecond, so it runs on the loop.
 enum HMAC {
+    /// Whether the library is there; the daemon checks at start-up when it will need it.
+    static var isAvailable: Bool { LibCrypto.shared != nil }
+
     /// HMAC-SHA1 (RFC 2104): what coturn's `use-auth-secret` expects of a TURN credential.
     static func sha1(key: [UInt8], message: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        guard let crypto = LibCrypto.shared else { preconditionFailure("libcrypto is needed and was checked at start-up") }
+        var out = [UInt8](repeating: 0, count: LibCrypto.maxDigestBytes)
         var length: UInt32 = 0
         let done = key.withUnsafeBufferPointer { k in
             message.withUnsafeBufferPointer { m in
                 out.withUnsafeMutableBufferPointer { o in
-                    CCrypto.HMAC(EVP_sha1(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &length)
+                    crypto.hmac(crypto.sha1(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &length)
                 }
             }
         }

@@ -58,7 +58,7 @@ enum MetricsText {
         counter("uvchat_images_relayed_total", "Images checked, cleaned and sent to the receiver.", chat.imagesRelayed)
         counter("uvchat_image_bytes_relayed_total", "Bytes of cleaned images sent to receivers.", chat.imageBytesRelayed)
         counter("uvchat_image_metadata_bytes_removed_total", "Bytes the image cleaner removed (metadata and data after the image).", chat.imageBytesRemoved)
-        counter("uvchat_calls_requested_total", "Call requests (version 2), including those declined for a version 1 partner.", chat.callsRequested)
+        counter("uvchat_calls_requested_total", "Call requests that rang the partner (version 2), and those declined for a version 1 partner.", chat.callsRequested)
         counter("uvchat_calls_accepted_total", "Call requests the partner accepted.", chat.callsAccepted)
         counter("uvchat_calls_declined_total", "Call requests declined (by the partner, or by the server for a version 1 partner).", chat.callsDeclined)
         counter("uvchat_calls_started_total", "Calls started (start sent to both sides).", chat.callsStarted)
