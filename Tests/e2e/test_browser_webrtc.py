@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from browser_helpers import browsers, el, is_paired, log_text, say, start, status, wait  # noqa: F401
+from browser_helpers import CHROMIUM, browsers, el, is_paired, log_text, say, start, status, wait  # noqa: F401
 from call_helpers import FAKE_MEDIA, phase, released, rtc, spy
 from conftest import BINARY, WWW
 
@@ -88,7 +88,9 @@ def netns(tmp_path_factory):
             made.append(ns)
             ip("-n", ns, "link", "set", "lo", "up")
         a, b = names["a"], names["b"]
-        ip("link", "add", "uvc0", "netns", a, "type", "veth", "peer", "name", "uvc1", "netns", b)
+        r = ip("link", "add", "uvc0", "netns", a, "type", "veth", "peer", "name", "uvc1", "netns", b, check=False)
+        if r.returncode != 0:
+            pytest.skip("no veth pair between network namespaces here: ip link add: " + r.stderr.strip())
         for ns, dev, addr, peer in ((a, "uvc0", A_ADDR, B_ADDR), (b, "uvc1", B_ADDR, A_ADDR)):
             ip("-n", ns, "addr", "add", addr + "/24", "dev", dev)
             ip("-n", ns, "link", "set", dev, "up")
@@ -98,7 +100,7 @@ def netns(tmp_path_factory):
         folder = tmp_path_factory.mktemp("netns")
         for key, ns in names.items():   # a Chromium launcher per namespace
             path = folder / f"chromium-{key}"
-            path.write_text(f"#!/bin/sh\nexec ip netns exec {ns} /usr/bin/chromium \"$@\"\n")
+            path.write_text(f"#!/bin/sh\nexec ip netns exec {ns} {CHROMIUM} \"$@\"\n")
             path.chmod(0o755)
         yield {**names, "dir": folder}
     finally:
