@@ -132,7 +132,7 @@ class Proc:
         self.stop()
         raise RuntimeError(f"{what} did not start: " + "".join(self.log))
 
-    def stop(self, timeout=10):
+    def stop(self, timeout=20):   # above uvchatd's drain (--drain-timeout 10 s) and close timeout
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -145,6 +145,8 @@ class Proc:
 
 @pytest.fixture
 def procs():
+    """The processes a test starts in the namespaces, stopped at its end. Tests ask for it before `browsers`, so
+    that the browsers quit first and uvchatd drains no open page."""
     started = []
     yield started
     codes = {p.what: p.stop() for p in reversed(started)}
@@ -283,7 +285,7 @@ def on_test_addresses(pair):
     return pair["local"][1].startswith("10.213.0.") and pair["remote"][1].startswith("10.213.0.")
 
 
-def test_direct_call_between_two_namespaces(browsers, netns, procs):
+def test_direct_call_between_two_namespaces(netns, procs, browsers):
     server = uvchatd(netns, procs)
     a, b, pairs = video_call(browsers, netns, server)
     for d in (a, b):
@@ -295,7 +297,7 @@ def test_direct_call_between_two_namespaces(browsers, netns, procs):
     chat_and_hang_up(a, b)
 
 
-def test_relayed_call_through_coturn(browsers, netns, procs):
+def test_relayed_call_through_coturn(netns, procs, browsers):
     if not os.path.exists(TURNSERVER):
         if os.environ.get("CI"):
             pytest.fail("turnserver (Debian's coturn) is missing; `make test-deps` installs it")
