@@ -71,7 +71,9 @@ private func started(_ configure: (inout ChatSettings) -> Void = { _ in }) -> (S
         chat.command(end, from: 0)
         chat.command(request, from: 1)
         #expect(out.take(0) == [request])
-        #expect(chat.counters.callsRequested == 2 && chat.counters.callsEnded == 1)
+        chat.command(request, from: 0)
+        #expect(codes(out.take(0)) == ["busy"])
+        #expect(chat.counters.callsRequested == 2 && chat.counters.callsEnded == 1, "a refused request never rang")
     }
 
     @Test func acceptStartsTheCallForBothWithTheCallerAsInitiator() {

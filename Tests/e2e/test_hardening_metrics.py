@@ -80,4 +80,6 @@ def test_pipelined_metrics_do_not_delay_a_chat_pair(server_factory):
         h.close()
     a.close()
     b.close()
-    assert worst < 0.1, f"a relayed message took {worst * 1000:.0f} ms while /metrics was pipelined"
+    # A loop that rendered every pipelined request (6,400 here) would hold a message for seconds; the bound is loose
+    # so that a loaded CI machine (the browser suites run beside this one) does not trip it.
+    assert worst < 0.5, f"a relayed message took {worst * 1000:.0f} ms while /metrics was pipelined"
