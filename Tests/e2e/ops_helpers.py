@@ -44,6 +44,18 @@ async def chat_pair(url, ssl_context=None, sources=("127.0.0.1", "127.0.0.1")):
     return got["text"]
 
 
+def metric_values(port):
+    """/metrics as {name with labels: value}."""
+    status, _, body = http_get(port, "/metrics")
+    assert status == 200
+    values = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 def http_get(port, path, extra=""):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode())

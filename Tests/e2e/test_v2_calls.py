@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import BINARY, WWW
-from ops_helpers import http_get
+from ops_helpers import http_get, metric_values
 from v2_helpers import (NO_RATE, barrier, check_paired_v1, check_paired_v2, check_resumed, resume, send_start,
                         v1_barrier, v1_open, v2_open, v2_pair)
 from wsclient import close_all, run
@@ -61,14 +61,7 @@ def metrics(port):
     if wait > 0:
         time.sleep(wait)
     _last_scrape[port] = time.monotonic()
-    status, _, body = http_get(port, "/metrics")
-    assert status == 200
-    values = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    return metric_values(port)
 
 
 def metrics_text(port):

@@ -14,7 +14,7 @@ import time
 import pytest
 from PIL import Image
 
-from ops_helpers import http_get
+from ops_helpers import metric_values
 from v2_helpers import NO_RATE, barrier, send_start, v1_open, v2_open, v2_pair, raw_v2
 from wsclient import Chat, Closed, RawWS, close_all, run
 
@@ -45,14 +45,7 @@ def png_bytes(size=(32, 32)):
 
 
 def metrics(port):
-    status, _, body = http_get(port, "/metrics")
-    assert status == 200
-    values = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
+    return metric_values(port)
 
 
 async def recv_binary(c, timeout=5.0):
