@@ -170,6 +170,12 @@ class Socket {
         }
     }
 
+    /// Reads what the kernel holds for this socket now, as a readable event would: a draining server takes in what
+    /// its clients sent before the signal, so that nothing they sent while their chat was open is lost.
+    final func readPending() {
+        readAvailable()
+    }
+
     final func pauseReading() {
         guard !readPaused, !isClosed else { return }
         setFlag(Bits.readPaused, true)

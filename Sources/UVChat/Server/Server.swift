@@ -258,6 +258,11 @@ public final class Server {
         notifier.notify("STOPPING=1\n" + statusLine())
         logger.log(.info, "draining", ["signal": signal, "connections": String(connections.count)])
         listener.close()
+        // Messages already in the kernel's buffers were sent while their chats were open: they are read and relayed
+        // before any chat connection is closed (the signal may have been seen first in this loop iteration).
+        connections.forEach { conn in
+            if !conn.isClosed, case .chat = conn.phase { conn.readPending() }
+        }
         let now = loop.nowMillis
         connections.forEach { conn in
             guard !conn.isClosed else { return }
