@@ -88,7 +88,7 @@ struct ICEServers {
         if !settings.turnURLs.isEmpty {
             let username = TURNCredential.username(expiry: unixTime + UInt64(settings.credentialSeconds), random: random)
             out += username
-            out += Array(#"","credential":""#.utf8)
+            ChatEventEncoder.append(#"","credential":""#, to: &out)
             out += TURNCredential.password(secret: settings.turnSecret, username: username)
         }
         out += tail

@@ -197,8 +197,6 @@ public enum ChatEventEncoder {
         out.append(UInt8(ascii: "\""))
     }
 
-    private static let hexDigits: StaticString = "0123456789abcdef"
-
     private static func appendEscaped(_ bytes: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         for b in bytes {
             switch b {
@@ -206,13 +204,12 @@ public enum ChatEventEncoder {
                 out.append(UInt8(ascii: "\\"))
                 out.append(b)
             case 0..<0x20:
-                let hex = hexDigits.utf8Start
                 out.append(UInt8(ascii: "\\"))
                 out.append(UInt8(ascii: "u"))
                 out.append(UInt8(ascii: "0"))
                 out.append(UInt8(ascii: "0"))
-                out.append(hex[Int(b >> 4)])
-                out.append(hex[Int(b & 0x0F)])
+                out.append(HexDigit.lowercase(b >> 4))
+                out.append(HexDigit.lowercase(b & 0x0F))
             default:
                 out.append(b)
             }
