@@ -88,6 +88,47 @@ struct UVChatD: ParsableCommand {
     @Option(help: "Burst of the signal bucket.")
     var signalBurst = defaults.signalBurst
 
+    @Option(help: "Operator tokens: a file holding an HS256 secret (at least 32 bytes; repeatable, for rotation).")
+    var jwtSecretFile: [String] = []
+    @Option(help: "Operator tokens: a PEM file with an Ed25519 public key for EdDSA tokens (repeatable).")
+    var jwtPublicKeyFile: [String] = []
+    @Option(help: "Operator tokens: the audience (aud) a token must name; none: aud is not checked.")
+    var jwtAudience: String?
+    @Option(help: "Seconds of clock skew allowed on a token's exp and nbf (0 to 300).")
+    var jwtLeewaySeconds = Int(defaults.jwt.leewaySeconds)
+    @Flag(help: "Refuse /ws upgrades without a valid operator token (401); needs a JWT key.")
+    var requireAuth = false
+    @Option(help: "Where the page sends a person who must log in (with --require-auth).")
+    var loginUrl: String?
+    @Option(help: "A file holding a key for the identity cookie (at least 32 bytes; repeatable: the first signs, all verify). None: a random key per start.")
+    var identitySecretFile: [String] = []
+    @Option(help: "Days the identity cookie lasts (Max-Age; 1 to 400).")
+    var identityDays = Int(defaults.identityLifetimeSeconds / 86_400)
+    @Option(help: "The rules the page shows on a first visit (a URL or a path in --www).")
+    var termsUrl = defaults.termsURL
+    @Option(help: "The minimum age the page asks people to confirm (13 to 99).")
+    var minAge = defaults.minimumAge
+    @Option(help: "Reports from this many different people ban an identity.")
+    var reportThreshold = defaults.moderation.reportThreshold
+    @Option(help: "Seconds within which those reports must come.")
+    var reportWindowSeconds = Double(defaults.moderation.reportWindowMillis) / 1000
+    @Option(help: "Seconds a ban lasts.")
+    var banSeconds = Double(defaults.moderation.banMillis) / 1000
+    @Option(help: "Seconds after a chat ended that its partner may still be reported or blocked.")
+    var reportGraceSeconds = defaults.reportGraceSeconds
+    @Option(help: "Seconds a block keeps two people apart (at least a day in production).")
+    var blockSeconds = Double(defaults.moderation.blockMillis) / 1000
+    @Option(help: "Seconds in which an identity's abuse score halves.")
+    var abuseHalfLifeSeconds = Double(defaults.moderation.abuseHalfLifeMillis) / 1000
+    @Option(help: "Abuse score at which an identity is quarantined (paired only with other quarantined ones; 0: never).")
+    var quarantineScore = defaults.moderation.quarantineScore
+    @Option(help: "Seconds a quarantine lasts.")
+    var quarantineSeconds = Double(defaults.moderation.quarantineMillis) / 1000
+    @Option(help: "Most identities the moderation memory holds (reports, scores, bans); the least recently used go first.")
+    var moderationIdentities = defaults.moderation.maxIdentities
+    @Option(help: "Most blocks the moderation memory holds; the oldest go first.")
+    var moderationBlocks = defaults.moderation.maxBlocks
+
     @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
     @Option(help: "Most simultaneous chat connections per client address (503 beyond).")
@@ -161,6 +202,23 @@ struct UVChatD: ParsableCommand {
         if let problem = iceSettings(secret: Secret(turnSecretFile == nil ? [] : [0])).problem {
             throw ValidationError(problem)
         }
+        if requireAuth && jwtSecretFile.isEmpty && jwtPublicKeyFile.isEmpty {
+            throw ValidationError("--require-auth needs --jwt-secret-file or --jwt-public-key-file")
+        }
+        guard (0...300).contains(jwtLeewaySeconds) else { throw ValidationError("--jwt-leeway-seconds must be 0 to 300") }
+        guard (1...400).contains(identityDays) else { throw ValidationError("--identity-days must be 1 to 400") }
+        guard (13...99).contains(minAge) else { throw ValidationError("--min-age must be 13 to 99") }
+        guard (1...1000).contains(reportThreshold) else { throw ValidationError("--report-threshold must be 1 to 1000") }
+        guard (0...3600).contains(reportGraceSeconds) else { throw ValidationError("--report-grace-seconds must be 0 to 3600") }
+        for (name, v) in [("--report-window-seconds", reportWindowSeconds), ("--ban-seconds", banSeconds),
+                          ("--block-seconds", blockSeconds), ("--abuse-half-life-seconds", abuseHalfLifeSeconds),
+                          ("--quarantine-seconds", quarantineSeconds)] where !(v > 0 && v <= 366 * 86_400) {
+            throw ValidationError("\(name) must be above 0 and at most a year")
+        }
+        guard quarantineScore >= 0 else { throw ValidationError("--quarantine-score must not be negative") }
+        guard moderationIdentities > 0, moderationBlocks > 0 else {
+            throw ValidationError("--moderation-identities and --moderation-blocks must be positive")
+        }
         guard (0...3600).contains(resumeGrace) else { throw ValidationError("--resume-grace must be 0 to 3600") }
         guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
         guard addressRatePerSecond >= 0 else { throw ValidationError("--address-rate-per-second must not be negative") }
@@ -210,7 +268,30 @@ struct UVChatD: ParsableCommand {
         c.callRequestBurst = callRequestBurst
         c.signalRatePerSecond = signalsPerSecond
         c.signalBurst = signalBurst
-        c.ice = iceSettings(secret: try turnSecretFile.map(readSecret) ?? Secret())
+        c.ice = iceSettings(secret: try turnSecretFile.map { try readSecret(path: $0, flag: "--turn-secret-file") } ?? Secret())
+        c.jwt = try jwtKeys()
+        c.requireAuth = requireAuth
+        c.loginURL = loginUrl
+        c.identitySecrets = try identitySecretFile.map { path in
+            let secret = try readSecret(path: path, flag: "--identity-secret-file")
+            guard secret.count >= 32 else {
+                throw SecretFileError(description: "--identity-secret-file \(path) holds under 32 bytes")
+            }
+            return secret
+        }
+        c.identityLifetimeSeconds = UInt64(identityDays) * 86_400
+        c.termsURL = termsUrl
+        c.minimumAge = minAge
+        c.moderation.reportThreshold = reportThreshold
+        c.moderation.reportWindowMillis = millis(reportWindowSeconds)
+        c.moderation.banMillis = millis(banSeconds)
+        c.moderation.blockMillis = millis(blockSeconds)
+        c.moderation.abuseHalfLifeMillis = millis(abuseHalfLifeSeconds)
+        c.moderation.quarantineScore = quarantineScore
+        c.moderation.quarantineMillis = millis(quarantineSeconds)
+        c.moderation.maxIdentities = moderationIdentities
+        c.moderation.maxBlocks = moderationBlocks
+        c.reportGraceSeconds = reportGraceSeconds
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute
@@ -228,6 +309,29 @@ struct UVChatD: ParsableCommand {
         c.drainTimeout = .seconds(fromFlag: drainTimeout)
         c.logLevel = LogLevel(name: logLevel) ?? .info
         return c
+    }
+
+    private func millis(_ seconds: Double) -> UInt64 { UInt64((seconds * 1000).rounded()) }
+
+    /// The token keys, read from their files (errors name the file, never its contents).
+    func jwtKeys() throws -> JWTKeys {
+        var keys = JWTKeys()
+        for path in jwtSecretFile {
+            let secret = try readSecret(path: path, flag: "--jwt-secret-file")
+            // RFC 7518 section 3.2: an HS256 key is at least as long as the hash.
+            guard secret.count >= 32 else { throw SecretFileError(description: "--jwt-secret-file \(path) holds under 32 bytes") }
+            keys.hmacSecrets.append(secret)
+        }
+        for path in jwtPublicKeyFile {
+            let pem = try readSecret(path: path, flag: "--jwt-public-key-file")
+            guard let key = JWTKeys.ed25519PublicKey(pem: pem.bytesForParsing) else {
+                throw SecretFileError(description: "--jwt-public-key-file \(path) is not a PEM Ed25519 public key (BEGIN PUBLIC KEY)")
+            }
+            keys.ed25519PublicKeys.append(key)
+        }
+        keys.leewaySeconds = Int64(jwtLeewaySeconds)
+        keys.audience = jwtAudience
+        return keys
     }
 
     func run() throws {
@@ -248,22 +352,22 @@ struct SecretFileError: Error, CustomStringConvertible {
 
 /// The whole file, less trailing whitespace (a newline an editor added is not part of the secret). Errors name the
 /// path and the reason, never the contents.
-func readSecret(path: String) throws -> Secret {
+func readSecret(path: String, flag: String) throws -> Secret {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SecretFileError(description: "cannot open --turn-secret-file \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw SecretFileError(description: "cannot open \(flag) \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while true {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }
-        guard n >= 0 else { throw SecretFileError(description: "cannot read --turn-secret-file \(path): \(String(cString: strerror(errno)))") }
+        guard n >= 0 else { throw SecretFileError(description: "cannot read \(flag) \(path): \(String(cString: strerror(errno)))") }
         if n == 0 { break }
         bytes += chunk[0..<n]
-        guard bytes.count <= 65536 else { throw SecretFileError(description: "--turn-secret-file \(path) is over 64 KiB") }
+        guard bytes.count <= 65536 else { throw SecretFileError(description: "\(flag) \(path) is over 64 KiB") }
     }
     while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }
-    guard !bytes.isEmpty else { throw SecretFileError(description: "--turn-secret-file \(path) is empty") }
+    guard !bytes.isEmpty else { throw SecretFileError(description: "\(flag) \(path) is empty") }
     return Secret(bytes)
 }
 

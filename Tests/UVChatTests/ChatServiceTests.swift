@@ -49,7 +49,7 @@ private let partnerLeft = #"{"type":"partner_left"}"#
         _ = (out.take(0), out.take(1))
         chat.command(#"{"type":"message","text":"four"}"#, from: 0)
         #expect(out.take(0).map { $0.contains(#""code":"too_long""#) } == [true])
-        #expect(chat.counters.refused == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(chat.counters.refused == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         #expect(out.take(1) == [])
     }
 

@@ -47,6 +47,9 @@ public struct Secret: Sendable, CustomStringConvertible, CustomDebugStringConver
     public init(_ bytes: [UInt8] = []) { self.bytes = bytes }
 
     public var isEmpty: Bool { bytes.isEmpty }
+    public var count: Int { bytes.count }
+    /// For a caller that must parse a key file (a PEM public key): the bytes themselves.
+    public var bytesForParsing: [UInt8] { bytes }
     public var description: String { "(secret)" }
     public var debugDescription: String { "(secret)" }
 }

@@ -26,6 +26,10 @@ public enum ChatCommand: Equatable {
     case call(CallAction)
     /// `signal` (B.4): `data` is the byte range of the object, grammar-checked, relayed to the partner as it is.
     case signal(data: Range<Int>)
+    /// `report` (B.5): about the partner, or the last one within the report grace; a missing `reason` is `other`.
+    case report(ReportReason)
+    /// `block` (B.5).
+    case block
 }
 
 /// A client's `call` action (B.4). `request` without `video` is a voice call.

@@ -45,6 +45,7 @@ public enum ChatCommandDecoder {
 
 private enum CommandKind {
     case message, typing, next, stop, start, ack, resume, ping, imageOffer, imageAccept, imageDecline, call, signal
+    case report, block
     case unknown
 }
 
@@ -63,6 +64,8 @@ private enum MIMEField { case missing, invalid, type(ImageType) }
 private enum ActionField { case missing, invalid, request, accept, decline, end }
 /// A `signal`'s `data`: where the object's bytes are, or any other value.
 private enum DataField { case missing, notObject, object(Range<Int>) }
+/// A `report`'s `reason`: one of the four, or anything else.
+private enum ReasonField { case missing, invalid, reason(ReportReason) }
 
 /// The fields only version 2 reads, kept apart from version 1's.
 private struct Version2Fields {
@@ -76,6 +79,7 @@ private struct Version2Fields {
     var action = ActionField.missing
     var video = BooleanField.missing
     var data = DataField.missing
+    var reason = ReasonField.missing
 }
 
 /// A scanned string literal.
@@ -193,7 +197,7 @@ private struct Scanner {
             return .success(.next)
         case .stop:
             return .success(.stop)
-        case .start, .ack, .resume, .ping, .imageOffer, .imageAccept, .imageDecline, .call, .signal:
+        case .start, .ack, .resume, .ping, .imageOffer, .imageAccept, .imageDecline, .call, .signal, .report, .block:
             return version2Command(kind, fields)
         case .unknown:
             return .failure(.badRequest)
@@ -236,6 +240,9 @@ private struct Scanner {
             let start = position
             guard skipValue(depth: 1) else { return false }
             fields.data = p[start] == Byte.openBrace ? .object(start..<position) : .notObject
+        } else if equals(key, "reason") {
+            guard let value = stringField() else { return false }
+            fields.reason = value.flatMap(reportReason).map { .reason($0) } ?? .invalid
         } else {
             return skipValue(depth: 1)
         }
@@ -294,6 +301,15 @@ private struct Scanner {
         case .signal:
             guard case .object(let range) = fields.data else { return .failure(.badRequest) }
             return .success(.signal(data: range))
+        case .report:
+            switch fields.reason {
+            // A report without a reason is still a report: "other" (README, protocol readings).
+            case .missing: return .success(.report(.other))
+            case .invalid: return .failure(.badRequest)
+            case .reason(let reason): return .success(.report(reason))
+            }
+        case .block:
+            return .success(.block)
         case .message, .typing, .next, .stop, .unknown:
             return .failure(.badRequest)   // not reached: the caller handles these
         }
@@ -311,6 +327,11 @@ private struct Scanner {
         if equals(value, "decline") { return .decline }
         if equals(value, "end") { return .end }
         return .invalid
+    }
+
+    private func reportReason(_ value: StringToken) -> ReportReason? {
+        for reason in ReportReason.allCases where equals(value, reason.wireName) { return reason }
+        return nil
     }
 
     private func imageType(_ value: StringToken) -> ImageType? {
@@ -351,6 +372,8 @@ private struct Scanner {
         if equals(value, "image_decline") { return .imageDecline }
         if equals(value, "call") { return .call }
         if equals(value, "signal") { return .signal }
+        if equals(value, "report") { return .report }
+        if equals(value, "block") { return .block }
         return .unknown
     }
 

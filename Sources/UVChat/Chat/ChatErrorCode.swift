@@ -5,6 +5,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
     case partnerAway, resumeFailed
     case imagesOff, tooLarge, badImage, busy
     case noCall
+    case nothingToReport
 
     /// The position in `allCases`: the index of the code's prebuilt frame and of its refusal counter.
     @inlinable var index: Int { rawValue }
@@ -22,6 +23,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .badImage: "bad_image"
         case .busy: "busy"
         case .noCall: "no_call"
+        case .nothingToReport: "nothing_to_report"
         }
     }
 
@@ -39,6 +41,7 @@ public enum ChatErrorCode: Int, Equatable, Error, CaseIterable, Sendable {
         case .badImage: "That file is not a valid image of the type offered."
         case .busy: "Wait: your last image offer, or a call, is still open."
         case .noCall: "There is no call to answer or end."
+        case .nothingToReport: "There is no stranger to report or block: your last chat ended too long ago."
         }
     }
 }

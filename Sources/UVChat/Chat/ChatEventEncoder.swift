@@ -139,6 +139,14 @@ public enum ChatEventEncoder {
         append(#"{"type":"call","action":"end"}"#, to: &out)
     }
 
+    static func reported(into out: inout [UInt8]) {
+        append(#"{"type":"reported"}"#, to: &out)
+    }
+
+    static func blocked(into out: inout [UInt8]) {
+        append(#"{"type":"blocked"}"#, to: &out)
+    }
+
     /// `ice` is the JSON object `ICEServers` wrote for this side.
     static func callStart(initiator: Bool, ice: [UInt8], into out: inout [UInt8]) {
         append(initiator ? #"{"type":"call","action":"start","initiator":true,"ice":"#

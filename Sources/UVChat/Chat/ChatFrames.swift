@@ -14,6 +14,9 @@ struct ChatFrames {
     let callRequestVideo: [UInt8]
     let callDecline: [UInt8]
     let callEnd: [UInt8]
+    // Reports and blocks (B.5).
+    let reported: [UInt8]
+    let blocked: [UInt8]
 
     init() {
         waiting = ChatFrames.text { ChatEventEncoder.waiting(into: &$0) }
@@ -26,6 +29,8 @@ struct ChatFrames {
         callRequestVideo = ChatFrames.text { ChatEventEncoder.callRequest(video: true, into: &$0) }
         callDecline = ChatFrames.text { ChatEventEncoder.callDecline(into: &$0) }
         callEnd = ChatFrames.text { ChatEventEncoder.callEnd(into: &$0) }
+        reported = ChatFrames.text { ChatEventEncoder.reported(into: &$0) }
+        blocked = ChatFrames.text { ChatEventEncoder.blocked(into: &$0) }
         errors = ChatErrorCode.allCases.map { code in
             ChatFrames.text { ChatEventEncoder.error(code, message: code.defaultMessage, into: &$0) }
         }

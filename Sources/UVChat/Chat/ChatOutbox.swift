@@ -29,4 +29,6 @@ public enum ChatCloseReason: Equatable, Sendable {
     case slowConsumer
     /// Its chat side was resumed on another connection (B.2): close 4001.
     case resumedElsewhere
+    /// Its identity was banned (B.5): close 1008 with the reason "banned", which the page reads.
+    case banned
 }

@@ -6,7 +6,10 @@ public protocol ChatRouting {
     /// Queues `peer` (giving up any place it had); the pairing made at once, or nil when it waits. `serial` names
     /// the peer in others' `avoid` lists; it is never paired with a peer whose serial is in its `avoid`, nor with
     /// one whose `avoid` holds its serial (repeat avoidance).
-    mutating func enqueue(_ peer: PeerID, interests: [String], serial: UInt32, avoid: [UInt32], now: UInt64) -> Pairing?
+    /// `identity` and `avoidIdentities` do the same for identities that outlive a connection (blocks, B.5; 0: none).
+    /// A peer is only ever paired within its `pool` (its operator group, and whether it is quarantined).
+    mutating func enqueue(_ peer: PeerID, interests: [String], serial: UInt32, avoid: [UInt32], identity: UInt64,
+                          avoidIdentities: [UInt64], pool: PairingPool, now: UInt64) -> Pairing?
     /// Takes `peer` out of its pair or the queue; returns the partner it had, who is now idle.
     mutating func part(_ peer: PeerID) -> PeerID?
     /// Pairings due by `now` (interest waits that ran out), already recorded as pairs.
@@ -20,27 +23,75 @@ public protocol ChatRouting {
     var waitingCount: Int { get }
 }
 
-/// Pairs within this process: the FIFO matchmaker and one partner slot per peer (peer ids are small, dense
-/// connection slot numbers, so the table is an array).
+/// Who may meet whom at all (B.5): clients whose operator token names a group meet only that group, clients without
+/// one only each other; a quarantined identity meets only other quarantined ones (of its group).
+public struct PairingPool: Hashable, Sendable {
+    public var group: String?
+    public var quarantined: Bool
+
+    public init(group: String? = nil, quarantined: Bool = false) {
+        self.group = group
+        self.quarantined = quarantined
+    }
+
+    public static let main = PairingPool()
+    @inline(__always) var isMain: Bool { group == nil && !quarantined }
+}
+
+/// Pairs within this process: one FIFO matchmaker per pool and one partner slot per peer (peer ids are small,
+/// dense connection slot numbers, so the table is an array). The main pool is a field of its own, so that a server
+/// without groups or quarantine does exactly what it did before; other pools exist while someone waits in them.
 public struct LocalRouting: ChatRouting {
     private let matchmaker: Matchmaker
+    private let interestTimeoutNanos: UInt64
+    private var pools: [PairingPool: Matchmaker] = [:]
+    /// Peers waiting in a pool other than the main one.
+    private var poolOfPeer: [PeerID: PairingPool] = [:]
     private static let noPartner = UInt32.max
     private var partners: [UInt32] = []
 
     public init(interestTimeoutNanos: UInt64) {
+        self.interestTimeoutNanos = interestTimeoutNanos
         matchmaker = Matchmaker(interestTimeoutNanos: interestTimeoutNanos)
     }
 
-    public mutating func enqueue(_ peer: PeerID, interests: [String], serial: UInt32, avoid: [UInt32],
-                                 now: UInt64) -> Pairing? {
-        guard let pairing = matchmaker.enqueue(peer, interests: interests, serial: serial, avoid: avoid, now: now)
-        else { return nil }
+    public mutating func enqueue(_ peer: PeerID, interests: [String], serial: UInt32, avoid: [UInt32], identity: UInt64,
+                                 avoidIdentities: [UInt64], pool: PairingPool, now: UInt64) -> Pairing? {
+        removeFromQueue(peer)
+        let queue: Matchmaker
+        if pool.isMain {
+            queue = matchmaker
+        } else if let existing = pools[pool] {
+            queue = existing
+        } else {
+            queue = Matchmaker(interestTimeoutNanos: interestTimeoutNanos)
+            pools[pool] = queue
+        }
+        guard let pairing = queue.enqueue(peer, interests: interests, serial: serial, avoid: avoid, identity: identity,
+                                          avoidIdentities: avoidIdentities, now: now)
+        else {
+            if !pool.isMain { poolOfPeer[peer] = pool }
+            return nil
+        }
+        if !pool.isMain { forgetPeer(pairing.a, in: pool) }
         record(pairing)
         return pairing
     }
 
+    private mutating func removeFromQueue(_ peer: PeerID) {
+        guard !poolOfPeer.isEmpty, let pool = poolOfPeer[peer] else { return matchmaker.remove(peer) }
+        pools[pool]?.remove(peer)
+        forgetPeer(peer, in: pool)
+    }
+
+    /// `peer` no longer waits in `pool`; an empty pool goes.
+    private mutating func forgetPeer(_ peer: PeerID, in pool: PairingPool) {
+        poolOfPeer[peer] = nil
+        if let queue = pools[pool], queue.count == 0 { pools[pool] = nil }
+    }
+
     public mutating func part(_ peer: PeerID) -> PeerID? {
-        matchmaker.remove(peer)
+        removeFromQueue(peer)
         let i = Int(peer.rawValue)
         guard i < partners.count, partners[i] != LocalRouting.noPartner else { return nil }
         let partner = partners[i]
@@ -50,7 +101,18 @@ public struct LocalRouting: ChatRouting {
     }
 
     public mutating func expire(now: UInt64) -> [Pairing] {
-        let pairings = matchmaker.expire(now: now)
+        var pairings = matchmaker.expire(now: now)
+        if !pools.isEmpty {
+            for (pool, queue) in pools {
+                let made = queue.expire(now: now)
+                for pairing in made {
+                    poolOfPeer[pairing.a] = nil
+                    poolOfPeer[pairing.b] = nil
+                }
+                if queue.count == 0 { pools[pool] = nil }
+                pairings += made
+            }
+        }
         for pairing in pairings { record(pairing) }
         return pairings
     }
@@ -68,9 +130,15 @@ public struct LocalRouting: ChatRouting {
         record(Pairing(a: partner, b: new, common: [], random: true))
     }
 
-    public func isQueued(_ peer: PeerID) -> Bool { matchmaker.isQueued(peer) }
-    public var nextDeadline: UInt64? { matchmaker.nextDeadline }
-    public var waitingCount: Int { matchmaker.count }
+    public func isQueued(_ peer: PeerID) -> Bool { matchmaker.isQueued(peer) || poolOfPeer[peer] != nil }
+    public var nextDeadline: UInt64? {
+        var earliest = matchmaker.nextDeadline
+        for queue in pools.values {
+            if let d = queue.nextDeadline { earliest = min(earliest ?? .max, d) }
+        }
+        return earliest
+    }
+    public var waitingCount: Int { matchmaker.count + poolOfPeer.count }
 
     private mutating func record(_ pairing: Pairing) {
         let needed = Int(max(pairing.a.rawValue, pairing.b.rawValue)) + 1

@@ -64,6 +64,10 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// reference, so that the service holds no existential of its own (which made the shell copy the whole service
     /// to read one of its fields).
     let entropy: TokenSource
+    /// Reports, bans, blocks and abuse scores (B.5): keyed hashes and times, bounded, expiring.
+    public let moderation: ModerationMemory
+    /// Members that came with a token or an identity cookie (or a group), by peer; nobody else has an entry.
+    var identities: [PeerID: PeerIdentity] = [:]
 
     @usableFromInline static var v2Bit: UInt32 { 1 << 31 }
     static var serialMask: UInt32 { v2Bit - 1 }
@@ -85,6 +89,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         self.entropy = TokenSource(entropy)
         self.iceServers = ICEServers(settings.ice)
         self.unixTime = unixTime
+        self.moderation = ModerationMemory(settings: settings.moderation)
     }
 
     // MARK: - Joining and leaving
@@ -105,8 +110,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     /// A peer upgraded to the chat: it hears the online count, then a version 1 peer is queued (`waiting` or
     /// `paired`); a version 2 peer waits for its `start` or `resume` (B.1).
+    /// `identity` is what the shell verified at the upgrade (a token, an identity cookie), if anything.
     public mutating func join(_ peer: PeerID, address: ClientAddress, interests: [String],
-                              version: ProtocolVersion = .v1, now: UInt64) {
+                              version: ProtocolVersion = .v1, identity: PeerIdentity = .anonymous, now: UInt64) {
         let i = Int(peer.rawValue)
         if peers.count <= i {
             peers.append(contentsOf: repeatElement(Peer(), count: i + 1 - peers.count))
@@ -121,9 +127,14 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         peers[i].interests = interests
         lastSerial = lastSerial == ChatService.serialMask ? 1 : lastSerial + 1
         peers[i].tag = lastSerial | (version == .v2 ? ChatService.v2Bit : 0)
+        if identity != .anonymous { identities[peer] = identity }
         deliver(ChatFrames.online(memberCount), to: peer, now: now)
         if version == .v2 {
-            members2[peer] = Member2(queryInterests: interests, now: now)
+            let member = Member2(queryInterests: interests, now: now)
+            let addressKey = IdentityKeys.address(address)
+            member.moderation = MemberModeration(identity: identity.key ?? addressKey, strong: identity.key != nil,
+                                                 addressKey: addressKey)
+            members2[peer] = member
         } else {
             queue(peer, now: now)
         }
@@ -184,6 +195,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if !members2.isEmpty { members2[peer] = nil }
         if !imageSenders.isEmpty { imageSenders[peer] = nil }
         if !callMembers.isEmpty { callMembers[peer] = nil }
+        if !identities.isEmpty { identities[peer] = nil }
     }
 
     /// An away side whose chat is over: its slot goes back to the shell.
@@ -283,6 +295,12 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
             call(action, from: peer, now: now)
         case .success(.signal(let data)):
             signal(UnsafeRawBufferPointer(rebasing: payload[data]), from: peer, now: now)
+        case .success(.report(let reason)):
+            guard allowNext(from: peer, now: now) else { return }
+            moderate(peer, report: reason, now: now)
+        case .success(.block):
+            guard allowNext(from: peer, now: now) else { return }
+            moderate(peer, report: nil, now: now)
         }
     }
 
@@ -394,6 +412,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     mutating func refuse(_ peer: PeerID, _ code: ChatErrorCode, now: UInt64) {
         _counters.refused[code.index] &+= 1
         deliver(frames.error(code), to: peer, now: now)
+        if code == .rateLimited || code == .badRequest { scoreRefusal(peer, now: now) }
     }
 
     @usableFromInline
@@ -406,6 +425,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     @usableFromInline
     mutating func next(_ peer: PeerID, now: UInt64) {
+        if isV2(peer) { scoreNext(peer, now: now) }
         part(peer, now: now)
         queue(peer, now: now)
     }
@@ -416,6 +436,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     mutating func part(_ peer: PeerID, now: UInt64) {
         if isV2(peer) { members2[peer]?.side = nil }
         guard let partner = routing.part(peer) else { return }
+        // Both remember when the chat ended: each may report the other for a while (B.5).
+        if isV2(peer) { members2[peer]?.moderation?.last?.ended = now }
+        if isV2(partner) { members2[partner]?.moderation?.last?.ended = now }
         endOffers(peer, partner)
         endCall(of: peer, notify: false, now: now)
         if isV2(partner), let member = members2[partner], let side = member.side {
@@ -428,17 +451,47 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if !isDraining { deliver(frames.partnerLeft, to: partner, now: now) }
     }
 
-    private mutating func queue(_ peer: PeerID, now: UInt64) {
+    private mutating func queue(_ peer: PeerID, now: UInt64, sayWaiting: Bool = true) {
         guard isMember(peer) else { return }   // dropped for its backlog on the way here
         let i = Int(peer.rawValue)
-        let avoid = isV2(peer) ? members2[peer]?.recent ?? [] : []
+        var avoid: [UInt32] = []
+        var identity: UInt64 = 0
+        var avoidIdentities: [UInt64] = []
+        var pool = PairingPool.main
+        // Nothing of this is looked up for a version 1 client without an identity while nobody was ever
+        // quarantined: the common case queues exactly as before.
+        if isV2(peer), let member = members2[peer] {
+            avoid = member.recent
+            if let m = member.moderation {
+                avoid += m.avoidSerials
+                avoidIdentities = m.avoidKeys
+                if m.strong {
+                    identity = m.identity.rawValue
+                    if moderation.blockCount > 0 { avoidIdentities += moderation.blocked(by: m.identity, now: now) }
+                }
+                pool = self.pool(of: peer, key: m.identity, now: now)
+            }
+        } else if !identities.isEmpty || moderation.quarantinesTotal > 0 {
+            let (key, strong, _) = identityKey(of: peer)
+            if strong {
+                identity = key.rawValue
+                if moderation.blockCount > 0 { avoidIdentities = moderation.blocked(by: key, now: now) }
+            }
+            pool = self.pool(of: peer, key: key, now: now)
+        }
         if let pairing = routing.enqueue(peer, interests: peers[i].interests, serial: peers[i].tag & ChatService.serialMask,
-                                         avoid: avoid, now: now &* 1_000_000) {
+                                         avoid: avoid, identity: identity, avoidIdentities: avoidIdentities, pool: pool,
+                                         now: now &* 1_000_000) {
             announce(pairing, now: now)
         } else {
             deadlinesChanged = true
-            deliver(frames.waiting, to: peer, now: now)
+            if sayWaiting { deliver(frames.waiting, to: peer, now: now) }
         }
+    }
+
+    /// Back into the queue, in the pool it belongs to now, without a second `waiting`.
+    mutating func requeue(_ peer: PeerID, now: UInt64) {
+        queue(peer, now: now, sayWaiting: false)
     }
 
     private mutating func announce(_ pairing: Pairing, now: UInt64) {
@@ -452,7 +505,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
                 (outbox.sendText(payload, to: a), outbox.sendText(payload, to: b))
             }
         } else {
-            outstanding = (announce(pairing, to: a, partner: b), announce(pairing, to: b, partner: a))
+            outstanding = (announce(pairing, to: a, partner: b, now: now), announce(pairing, to: b, partner: a, now: now))
         }
         // Both hear of the pairing before either is dropped for its backlog.
         if outstanding.0 > settings.outgoingCap { dropSlowConsumer(a, now: now) }
@@ -461,10 +514,17 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     /// One side's `paired`: a version 2 side gets its chat side, its token and what its partner accepts, and
     /// remembers the partner (repeat avoidance).
-    private mutating func announce(_ pairing: Pairing, to peer: PeerID, partner: PeerID) -> Int {
+    private mutating func announce(_ pairing: Pairing, to peer: PeerID, partner: PeerID, now: UInt64) -> Int {
         scratch.removeAll(keepingCapacity: true)
         if isV2(peer), let member = members2[peer] {
-            member.remember(partnerSerial: peers[Int(partner.rawValue)].tag & ChatService.serialMask)
+            let partnerSerial = peers[Int(partner.rawValue)].tag & ChatService.serialMask
+            member.remember(partnerSerial: partnerSerial)
+            if member.moderation != nil {
+                let (key, strong, address) = identityKey(of: partner)
+                member.moderation?.last = LastPartner(key: key, strong: strong, addressKey: address,
+                                                      serial: partnerSerial, ended: .max)
+                member.moderation?.pairedAt = now
+            }
             let side = ChatSide(token: newToken(for: peer), common: pairing.common, random: pairing.random)
             member.side = side
             // A version 1 partner takes no image offers (B.7).
@@ -661,4 +721,8 @@ public struct ChatCounters: Sendable {
     public var callsEnded: UInt64 = 0
     public var signalsRelayed: UInt64 = 0
     public var signalBytesRelayed: UInt64 = 0
+    // Reports and blocks (B.5).
+    /// By `ReportReason.rawValue`.
+    public var reports = [UInt64](repeating: 0, count: ReportReason.allCases.count)
+    public var blocks: UInt64 = 0
 }

@@ -32,6 +32,10 @@ public struct ChatSettings: Sendable {
     public var signalBurst = 100.0
     /// The STUN and TURN servers a call's `start` names.
     public var ice = ICESettings()
+    /// Reports, blocks, bans and the abuse score (B.5).
+    public var moderation = ModerationSettings()
+    /// How long after a chat ended its partner may still be reported or blocked (B.5: 60 s).
+    public var reportGraceMillis: UInt64 = 60_000
     /// Off for benchmarks: no rate or connection-count limit (size limits stay).
     public var rateLimitsEnabled = true
 

@@ -23,6 +23,9 @@ public final class Matchmaker {
         var interests: [String]
         var serial: UInt32
         var avoid: [UInt32]
+        /// The client's identity (a keyed hash, B.5; 0 for none) and the identities it must not meet (its blocks).
+        var identity: UInt64
+        var avoidIdentities: [UInt64]
         /// The node's entries in its tag lists, chained through `Entry.sibling`.
         var firstTagEntry: Int32
         var deadlineEntry: Int32
@@ -80,16 +83,18 @@ public final class Matchmaker {
     /// Queues a client; returns the pairing made at once, or nil when it waits (the caller sends `waiting`).
     /// An id that is already queued is re-queued: its old place is given up first, so it can never meet itself.
     /// `serial` names the client in others' `avoid` lists; `avoid` lists the serials it must not be paired with.
+    /// `identity` and `avoidIdentities` do the same for identities that outlive a connection (blocks, B.5).
     public func enqueue(_ id: PeerID, interests: [String], serial: UInt32 = 0, avoid: [UInt32] = [],
-                        now: UInt64) -> Pairing? {
+                        identity: UInt64 = 0, avoidIdentities: [UInt64] = [], now: UInt64) -> Pairing? {
         remove(id)
+        let me = Constraints(serial: serial, avoid: avoid, identity: identity, avoidIdentities: avoidIdentities)
         if interests.isEmpty {
-            if let partner = firstCompatible(in: Matchmaker.randomList, serial: serial, avoid: avoid) {
+            if let partner = firstCompatible(in: Matchmaker.randomList, me) {
                 let a = nodes[Int(partner)].peer
                 removeNode(partner)
                 return Pairing(a: a, b: id, common: [], random: true)
             }
-            let n = newNode(id, interests: [], serial: serial, avoid: avoid, deadline: 0)
+            let n = newNode(id, interests: [], me, deadline: 0)
             nodes[Int(n)].randomEntry = link(n, into: Matchmaker.randomList)
             return nil
         }
@@ -97,7 +102,7 @@ public final class Matchmaker {
         var best = Matchmaker.none
         var bestSequence = UInt64.max
         for tag in interests {
-            guard let list = tagLists[tag], let head = firstCompatible(in: list, serial: serial, avoid: avoid) else { continue }
+            guard let list = tagLists[tag], let head = firstCompatible(in: list, me) else { continue }
             if nodes[Int(head)].sequence < bestSequence {
                 best = head
                 bestSequence = nodes[Int(head)].sequence
@@ -112,7 +117,7 @@ public final class Matchmaker {
         }
 
         let deadline = now > UInt64.max - interestTimeoutNanos ? UInt64.max : now + interestTimeoutNanos
-        let n = newNode(id, interests: interests, serial: serial, avoid: avoid, deadline: deadline)
+        let n = newNode(id, interests: interests, me, deadline: deadline)
         var chain = Matchmaker.none
         for (i, tag) in interests.enumerated() where !interests[..<i].contains(tag) {
             let e = link(n, into: tagList(tag))
@@ -139,8 +144,10 @@ public final class Matchmaker {
             unlink(nodes[Int(n)].deadlineEntry)
             nodes[Int(n)].deadlineEntry = Matchmaker.none
             // `n` is not in the random list yet, so the partner is never itself.
-            if let partner = firstCompatible(in: Matchmaker.randomList, serial: nodes[Int(n)].serial,
-                                             avoid: nodes[Int(n)].avoid) {
+            let node = nodes[Int(n)]
+            let me = Constraints(serial: node.serial, avoid: node.avoid, identity: node.identity,
+                                 avoidIdentities: node.avoidIdentities)
+            if let partner = firstCompatible(in: Matchmaker.randomList, me) {
                 let x = nodes[Int(n)], y = nodes[Int(partner)]
                 let (a, b) = x.sequence < y.sequence ? (x.peer, y.peer) : (y.peer, x.peer)
                 removeNode(n)
@@ -155,9 +162,18 @@ public final class Matchmaker {
 
     // MARK: - Nodes
 
-    private func newNode(_ id: PeerID, interests: [String], serial: UInt32, avoid: [UInt32], deadline: UInt64) -> Int32 {
+    /// Who a newcomer is and whom it must not meet.
+    private struct Constraints {
+        var serial: UInt32
+        var avoid: [UInt32]
+        var identity: UInt64
+        var avoidIdentities: [UInt64]
+    }
+
+    private func newNode(_ id: PeerID, interests: [String], _ me: Constraints, deadline: UInt64) -> Int32 {
         sequence += 1
-        let node = Node(peer: id, sequence: sequence, deadline: deadline, interests: interests, serial: serial, avoid: avoid,
+        let node = Node(peer: id, sequence: sequence, deadline: deadline, interests: interests, serial: me.serial,
+                        avoid: me.avoid, identity: me.identity, avoidIdentities: me.avoidIdentities,
                         firstTagEntry: Matchmaker.none, deadlineEntry: Matchmaker.none, randomEntry: Matchmaker.none)
         let n: Int32
         if let free = freeNodes.popLast() {
@@ -183,6 +199,7 @@ public final class Matchmaker {
         nodeOfPeer[nodes[Int(n)].peer] = nil
         nodes[Int(n)].interests = []
         nodes[Int(n)].avoid = []
+        nodes[Int(n)].avoidIdentities = []
         nodes[Int(n)].firstTagEntry = Matchmaker.none
         nodes[Int(n)].deadlineEntry = Matchmaker.none
         nodes[Int(n)].randomEntry = Matchmaker.none
@@ -207,14 +224,20 @@ public final class Matchmaker {
         return l
     }
 
-    /// The longest-waiting client in `list` that may meet a client with this serial and avoid list.
-    private func firstCompatible(in list: Int32, serial: UInt32, avoid: [UInt32]) -> Int32? {
+    /// The longest-waiting client in `list` that may meet a client with these constraints: neither names the
+    /// other's serial, nor (where both have one) the other's identity.
+    private func firstCompatible(in list: Int32, _ me: Constraints) -> Int32? {
         var e = lists[Int(list)].head
         var skipped = 0
         while e != Matchmaker.none {
             let n = entries[Int(e)].node
-            if avoid.isEmpty && nodes[Int(n)].avoid.isEmpty { return n }
-            if !avoid.contains(nodes[Int(n)].serial) && !nodes[Int(n)].avoid.contains(serial) { return n }
+            let other = nodes[Int(n)]
+            if me.avoid.isEmpty && other.avoid.isEmpty && me.avoidIdentities.isEmpty && other.avoidIdentities.isEmpty {
+                return n
+            }
+            if !me.avoid.contains(other.serial) && !other.avoid.contains(me.serial)
+                && (other.identity == 0 || !me.avoidIdentities.contains(other.identity))
+                && (me.identity == 0 || !other.avoidIdentities.contains(me.identity)) { return n }
             skipped += 1
             if skipped > Matchmaker.maxSkips { return nil }
             e = entries[Int(e)].next

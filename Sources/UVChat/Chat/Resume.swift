@@ -13,6 +13,8 @@ final class Member2 {
     var controlBucket: TokenBucket
     /// Its side of the chat it is in, while paired (or away).
     @usableFromInline var side: ChatSide?
+    /// Its identity's key, its last partner and whom it keeps away from (B.5).
+    var moderation: MemberModeration?
 
     static let recentLimit = 8
 

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension Connection {
     /// Parse request heads from `input[start...]` and answer each in order (pipelining keeps order because every
     /// answer is produced synchronously, here).
@@ -45,6 +49,27 @@ extension Connection {
         }
     }
 
+    /// 403 for a banned identity: `Retry-After` and one line a person can read.
+    private func sendBanned(seconds: UInt64, unixNow: UInt64) {
+        var t = time_t(Int(unixNow + seconds))
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let minutes = (seconds + 59) / 60
+        let text = "You are banned from this chat until \(two(parts.tm_hour)):\(two(parts.tm_min)) UTC "
+            + "(\(minutes) minute\(minutes == 1 ? "" : "s")), after reports from other people.\n"
+        let body = Array(text.utf8)
+        guard !isClosed else { return }
+        prepareOutput()
+        HTTPResponseWriter.writeHead(status: .forbidden, headers: [("Content-Type", "text/plain; charset=utf-8"),
+                                                                   ("Retry-After", String(seconds)),
+                                                                   ("Cache-Control", "no-store")],
+                                     bodyLength: body.count, keepAlive: false, date: server.clock.date, into: &output)
+        output.append(contentsOf: body)
+        markDirty()
+        finish()
+    }
+
     func sendHTTPError(_ status: HTTPStatus, isHead: Bool, extraHeaders: [(String, String)] = []) {
         guard !isClosed else { return }
         prepareOutput()
@@ -84,9 +109,54 @@ extension Connection {
                 respond(.ok, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
                         body: body, isHead: isHead, keepAlive: keepAlive)
             }
+        case .status:
+            sendStatus(head, isHead: isHead, keepAlive: keepAlive)
         case .staticFile:
             serveFile(head, isHead: isHead, keepAlive: keepAlive)
         }
+    }
+
+    /// `GET /status` (B.5): what the page must know before it connects: whether it must log in, the rules and the
+    /// age to show on a first visit, and whether this browser is banned, until when. It also gives the browser its
+    /// identity cookie, so that the WebSocket upgrade that follows already carries one.
+    private func sendStatus(_ head: HTTPRequestHead, isHead: Bool, keepAlive: Bool) {
+        let config = server.config
+        let unixNow = UInt64(time(nil))
+        let client = ForwardedFor.clientAddress(peer: address, fieldLines: head.headerValues("x-forwarded-for"),
+                                                trustedProxies: server.trustedProxies)
+        let resolution = server.identity.resolve(head, unixNow: unixNow)
+        var body: [UInt8] = []
+        body.append(contentsOf: #"{"auth":""#.utf8)
+        body.append(contentsOf: (config.jwt.isEmpty ? "none" : config.requireAuth ? "required" : "optional").utf8)
+        body.append(contentsOf: #"","authenticated":"#.utf8)
+        if case .valid = resolution.token { body.append(contentsOf: "true".utf8) } else { body.append(contentsOf: "false".utf8) }
+        body.append(contentsOf: #","loginUrl":"#.utf8)
+        if let login = config.loginURL { ChatEventEncoder.appendJSONString(login, into: &body) } else { body.append(contentsOf: "null".utf8) }
+        body.append(contentsOf: #","termsUrl":"#.utf8)
+        ChatEventEncoder.appendJSONString(config.termsURL, into: &body)
+        body.append(contentsOf: #","minAge":"#.utf8)
+        body.append(contentsOf: String(config.minimumAge).utf8)
+        var headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        if let left = server.chat.banRemaining(identity: resolution.identity, address: client, now: now) {
+            let seconds = (left + 999) / 1000
+            body.append(contentsOf: #","banned":true,"retryAfter":"#.utf8)
+            body.append(contentsOf: String(seconds).utf8)
+            body.append(contentsOf: #","until":"#.utf8)
+            body.append(contentsOf: String(unixNow + seconds).utf8)
+        } else {
+            body.append(contentsOf: #","banned":false"#.utf8)
+            if resolution.wantsCookie { headers.append(("Set-Cookie", newIdentityCookie(resolution, unixNow: unixNow))) }
+        }
+        body.append(UInt8(ascii: "}"))
+        body.withUnsafeBytes { bytes in
+            respond(.ok, headers: headers, body: bytes, isHead: isHead, keepAlive: keepAlive)
+        }
+    }
+
+    private func newIdentityCookie(_ resolution: IdentityResolver.Resolution, unixNow: UInt64) -> String {
+        var random = SystemRandomNumberGenerator()
+        if resolution.cookie == nil { server.metrics.identitiesIssued &+= 1 }
+        return server.identity.cookies.issue(id: resolution.cookie, now: unixNow, random: &random)
     }
 
     private func serveFile(_ head: HTTPRequestHead, isHead: Bool, keepAlive: Bool) {
@@ -180,6 +250,23 @@ extension Connection {
         }
         address = ForwardedFor.clientAddress(peer: address, fieldLines: head.headerValues("x-forwarded-for"),
                                              trustedProxies: server.trustedProxies)
+        // Tokens and bans (B.5) hold for /ws only: /echo is for conformance suites.
+        var resolution: IdentityResolver.Resolution?
+        let unixNow = UInt64(time(nil))
+        if endpoint == .chat {
+            let resolved = server.identity.resolve(head, unixNow: unixNow)
+            if let (reason, challenge) = resolved.refusal(requireAuth: server.config.requireAuth) {
+                if reason == .missing { server.metrics.authMissing &+= 1 } else { server.metrics.authInvalid &+= 1 }
+                sendHTTPError(.unauthorized, isHead: false, extraHeaders: [("WWW-Authenticate", challenge)])
+                return
+            }
+            if let left = server.chat.banRemaining(identity: resolved.identity, address: address, now: now) {
+                server.metrics.banRejections &+= 1
+                sendBanned(seconds: (left + 999) / 1000, unixNow: unixNow)
+                return
+            }
+            resolution = resolved
+        }
         if endpoint == .chat, let retryAfter = server.chat.admit(address: address, now: now) {
             server.metrics.capacityRejected &+= 1
             sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", String(retryAfter))])
@@ -187,8 +274,14 @@ extension Connection {
         }
         // Only /ws speaks a subprotocol: version 2 when the client offers `uvchat.2`.
         let version = endpoint == .chat ? WebSocketHandshake.version(head) : .v1
+        // A version 2 client (the page) is given its identity cookie here if it has none; version 1 clients are not
+        // (they are load tools and bots, and the 101 stays as it was).
+        var setCookie: String?
+        if version == .v2, let resolution, resolution.wantsCookie {
+            setCookie = newIdentityCookie(resolution, unixNow: unixNow)
+        }
         prepareOutput()
-        WebSocketHandshake.writeSwitchingProtocols(accept: accept, version: version, into: &output)
+        WebSocketHandshake.writeSwitchingProtocols(accept: accept, version: version, setCookie: setCookie, into: &output)
         markDirty()
         endHTTP()
         switch endpoint {
@@ -205,7 +298,7 @@ extension Connection {
             server.metrics.chatUpgrades &+= 1
             if version == .v2 { server.metrics.chatUpgradesV2 &+= 1 }
             server.chat.join(id, address: address, interests: Interests.parse(query: head.query), version: version,
-                             now: now)
+                             identity: resolution?.identity ?? .anonymous, now: now)
             if server.chat.deadlinesChanged { server.armMatchTimer() }
         case .echo:
             session = WebSocketSession(maxMessageBytes: server.config.echoMaxMessageBytes, now: now)

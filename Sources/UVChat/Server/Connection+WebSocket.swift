@@ -70,12 +70,12 @@ extension Connection {
 
     /// The one place a close frame is encoded and counted; the session has decided that it is due. nil: a close
     /// frame without a code (the answer to one without a code).
-    private func writeClose(_ code: WebSocketCloseCode?) {
+    private func writeClose(_ code: WebSocketCloseCode?, reason: StaticString = "") {
         guard !isClosed else { return }
         prepareOutput()
         if let code {
             server.metrics.countCloseSent(code.rawValue)
-            WebSocketFrameEncoder.appendClose(code: code, into: &output)
+            WebSocketFrameEncoder.appendClose(code: code, reason: reason, into: &output)
         } else {
             WebSocketFrameEncoder.appendFrame(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), into: &output)
         }
@@ -94,8 +94,8 @@ extension Connection {
 
     /// The server ends the session (shutdown, idle timeout, slow consumer, resumed elsewhere): our close frame, then
     /// the peer's is awaited up to the close timeout (or `waitMillis`).
-    func closeWebSocket(_ code: WebSocketCloseCode, dropPending: Bool = false, waitMillis: UInt64? = nil,
-                        chat exit: ChatExit = .leave) {
+    func closeWebSocket(_ code: WebSocketCloseCode, reason: StaticString = "", dropPending: Bool = false,
+                        waitMillis: UInt64? = nil, chat exit: ChatExit = .leave) {
         guard !isClosed, let code = session?.close(code) else { return }
         if dropPending { dropUnsentFrames() }
         switch exit {
@@ -103,7 +103,7 @@ extension Connection {
         case .drop: dropChat()
         case .alreadyOut: break
         }
-        writeClose(code)
+        writeClose(code, reason: reason)
         phase = .closing
         closeDeadline = now + (waitMillis ?? server.closeTimeoutMillis)
     }

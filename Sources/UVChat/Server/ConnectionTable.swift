@@ -123,6 +123,10 @@ struct ConnectionOutbox: ChatOutbox {
         case .resumedElsewhere:
             // Its messages not yet written are kept for the connection that resumed (they were not acknowledged).
             conn.closeWebSocket(.resumedElsewhere, dropPending: true, chat: .alreadyOut)
+        case .banned:
+            // What was already queued for it (its partner's last messages) still goes out before the close.
+            conn.server.metrics.banCloses &+= 1
+            conn.closeWebSocket(.policyViolation, reason: "banned", chat: .alreadyOut)
         }
     }
 }

@@ -14,6 +14,12 @@ struct Metrics {
     var chatUpgrades: UInt64 = 0
     /// Of which version 2 (`uvchat.2`).
     var chatUpgradesV2: UInt64 = 0
+    // Identity and moderation (B.5).
+    var authMissing: UInt64 = 0
+    var authInvalid: UInt64 = 0
+    var banRejections: UInt64 = 0
+    var banCloses: UInt64 = 0
+    var identitiesIssued: UInt64 = 0
     var idleTimeouts: UInt64 = 0
     var protocolFailures: UInt64 = 0
     /// Close frames by code, bounded: the application range 3000-4999 is one counter (`CloseCodeCounts`).

@@ -4,8 +4,17 @@ import Glibc
 
 /// Renders the counters in the Prometheus text exposition format 0.0.4.
 enum MetricsText {
+    /// What the moderation memory holds and has done (B.5).
+    struct ModerationFigures {
+        var identities = 0
+        var blocks = 0
+        var activeBans = 0
+        var bansTotal: UInt64 = 0
+        var quarantinesTotal: UInt64 = 0
+    }
+
     static func render(_ m: Metrics, io: IOCounters, chat: ChatCounters, states: [(String, Int)], away: Int = 0,
-                       draining: Bool) -> String {
+                       moderation: ModerationFigures = ModerationFigures(), draining: Bool) -> String {
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
@@ -65,6 +74,20 @@ enum MetricsText {
         counter("uvchat_calls_ended_total", "Ringing or started calls that ended (hang-up, the chat's end, a dropped connection).", chat.callsEnded)
         counter("uvchat_signals_relayed_total", "WebRTC signals (SDP, ICE candidates) relayed to the partner.", chat.signalsRelayed)
         counter("uvchat_signal_bytes_relayed_total", "Bytes of signal data relayed.", chat.signalBytesRelayed)
+        metric("uvchat_reports_total", "counter", "Reports accepted (version 2), by reason.",
+               ReportReason.allCases.map { ("reason=\"\($0.wireName)\"", String(chat.reports[$0.rawValue])) })
+        counter("uvchat_blocks_total", "Blocks accepted (version 2).", chat.blocks)
+        counter("uvchat_bans_total", "Identities banned after reports from enough different people.", moderation.bansTotal)
+        counter("uvchat_ban_rejections_total", "Upgrades refused with 403 because the identity is banned.", m.banRejections)
+        counter("uvchat_ban_closes_total", "Open connections closed with 1008 when their identity was banned.", m.banCloses)
+        counter("uvchat_quarantines_total", "Identities put into quarantine by their abuse score.", moderation.quarantinesTotal)
+        metric("uvchat_auth_rejections_total", "counter", "Upgrades refused with 401, by reason.",
+               [("reason=\"missing\"", String(m.authMissing)), ("reason=\"invalid\"", String(m.authInvalid))])
+        counter("uvchat_identities_issued_total", "New identity cookies given to browsers.", m.identitiesIssued)
+        metric("uvchat_moderation_identities", "gauge", "Identities the moderation memory holds (keyed hashes and times).",
+               [("", String(moderation.identities))])
+        metric("uvchat_moderation_blocks", "gauge", "Blocks the moderation memory holds.", [("", String(moderation.blocks))])
+        metric("uvchat_bans_active", "gauge", "Bans in force.", [("", String(moderation.activeBans))])
         counter("uvchat_idle_timeouts_total", "WebSockets closed for not answering pings.", m.idleTimeouts)
         counter("uvchat_protocol_failures_total", "WebSockets failed for protocol violations.", m.protocolFailures)
         metric("uvchat_close_codes_sent_total", "counter",

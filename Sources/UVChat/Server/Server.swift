@@ -20,6 +20,8 @@ public final class Server {
     var prebuilt: PrebuiltResponses
     var clock: HTTPClock
     var notifier = SystemdNotifier()
+    /// Tokens and identity cookies, checked at each upgrade and status request.
+    let identity: IdentityResolver
     private var listener: Listener!
 
     // Settings the connections read often, in loop units.
@@ -61,6 +63,16 @@ public final class Server {
         chat = Chat(settings: configuration.chatSettings, outbox: ConnectionOutbox(connections: connections),
                     routing: LocalRouting(interestTimeoutNanos: configuration.interestTimeout.nanoseconds),
                     unixTime: { UInt64(time(nil)) })
+        var cookieKeys = configuration.identitySecrets
+        if cookieKeys.isEmpty {
+            // No key configured: one drawn now, so cookies last as long as this process's memory of them does.
+            var random = SystemRandomNumberGenerator()
+            cookieKeys = [Secret((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })]
+        }
+        identity = IdentityResolver(verifier: configuration.jwt.isEmpty ? nil : JWTVerifier(keys: configuration.jwt),
+                                    requireAuth: configuration.requireAuth,
+                                    cookies: IdentityCookies(keys: cookieKeys,
+                                                             lifetimeSeconds: configuration.identityLifetimeSeconds))
         closeTimeoutMillis = configuration.closeTimeout.loopMillis
         keepAliveTimeoutMillis = configuration.keepAliveTimeout.loopMillis
         handshakeTimeoutMillis = configuration.handshakeTimeout.loopMillis
@@ -201,6 +213,7 @@ public final class Server {
     private func sweep() {
         if !isDraining { listener.resumeIfPaused() }
         let now = loop.nowMillis
+        chat.pruneModeration(now: now)
         connections.forEach { conn in
             if !conn.isClosed { conn.tick(now: now) }
             // Pings to thousands of quiet connections would each borrow an output buffer until the end of the
@@ -264,6 +277,7 @@ public final class Server {
             if !conn.isClosed, case .chat = conn.phase { conn.readPending() }
         }
         let now = loop.nowMillis
+        chat.pruneModeration(now: now)
         connections.forEach { conn in
             guard !conn.isClosed else { return }
             switch conn.phase {
@@ -331,7 +345,13 @@ public final class Server {
         let text = MetricsText.render(metrics, io: loop.io, chat: chat.counters,
                                       states: [("http", http), ("queued", queued), ("paired", paired), ("idle", idle),
                                                ("closing", closing)],
-                                      away: chat.awayCount, draining: isDraining)
+                                      away: chat.awayCount,
+                                      moderation: .init(identities: chat.moderation.identityCount,
+                                                        blocks: chat.moderation.blockCount,
+                                                        activeBans: chat.moderation.activeBans,
+                                                        bansTotal: chat.moderation.bansTotal,
+                                                        quarantinesTotal: chat.moderation.quarantinesTotal),
+                                      draining: isDraining)
         metricsCache.store(text, at: now)
         return text
     }

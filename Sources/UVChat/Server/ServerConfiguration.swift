@@ -41,6 +41,17 @@ public struct ServerConfiguration: Sendable {
     public var signalBurst = 100.0
     public var ice = ICESettings()              // STUN and TURN servers for calls (B.4)
 
+    // Identity and moderation (B.5)
+    public var jwt = JWTKeys()                  // operator tokens; empty: tokens are ignored
+    public var requireAuth = false              // a /ws upgrade without a valid token gets 401
+    public var loginURL: String? = nil          // where the page sends someone who must log in
+    public var identitySecrets: [Secret] = []   // identity cookie keys, the first signs; none: a random one per start
+    public var identityLifetimeSeconds: UInt64 = 30 * 86_400   // the cookie's Max-Age
+    public var termsURL = "/terms.html"         // the rules the page's first-visit step links to
+    public var minimumAge = 13
+    public var moderation = ModerationSettings()
+    public var reportGraceSeconds = 60          // a chat's last partner may be reported this long after it ended
+
     // Abuse limits
     public var maxConnections = 10_000
     public var maxConnectionsPerAddress = 16
@@ -91,6 +102,8 @@ public struct ServerConfiguration: Sendable {
         s.signalRatePerSecond = signalRatePerSecond
         s.signalBurst = signalBurst
         s.ice = ice
+        s.moderation = moderation
+        s.reportGraceMillis = UInt64(reportGraceSeconds) * 1000
         return s
     }
 }

@@ -12,6 +12,8 @@ enum HTTPRoute: Equatable {
     case health
     case online
     case metrics
+    /// `GET /status`: what the page needs before it connects (auth, terms, a ban), B.5.
+    case status
     case staticFile
     /// 405 with this `Allow` value. `withBody` is false where the method was HEAD, which gets no body.
     case methodNotAllowed(allow: String, withBody: Bool)
@@ -37,6 +39,8 @@ struct HTTPRoutes {
             return .online
         case "/metrics":
             return .metrics
+        case "/status":
+            return .status
         default:
             return .staticFile
         }

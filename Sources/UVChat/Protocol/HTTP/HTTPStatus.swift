@@ -6,6 +6,7 @@ struct HTTPStatus: Equatable {
     static let ok = HTTPStatus(code: 200, reason: "OK")
     static let notModified = HTTPStatus(code: 304, reason: "Not Modified")
     static let badRequest = HTTPStatus(code: 400, reason: "Bad Request")
+    static let unauthorized = HTTPStatus(code: 401, reason: "Unauthorized")
     static let forbidden = HTTPStatus(code: 403, reason: "Forbidden")
     static let notFound = HTTPStatus(code: 404, reason: "Not Found")
     static let methodNotAllowed = HTTPStatus(code: 405, reason: "Method Not Allowed")

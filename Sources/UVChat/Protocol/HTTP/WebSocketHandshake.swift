@@ -43,12 +43,18 @@ enum WebSocketHandshake {
     }
 
     /// The 101. Version 2 echoes the subprotocol it selected; version 1 names none, as before.
-    static func writeSwitchingProtocols(accept: String, version: ProtocolVersion = .v1, into out: inout [UInt8]) {
+    /// `setCookie` is a whole `Set-Cookie` field value (the identity cookie, B.5), or nil.
+    static func writeSwitchingProtocols(accept: String, version: ProtocolVersion = .v1, setCookie: String? = nil,
+                                        into out: inout [UInt8]) {
         out.append(contentsOf: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".utf8)
         out.append(contentsOf: accept.utf8)
         if version == .v2 {
             out.append(contentsOf: "\r\nSec-WebSocket-Protocol: ".utf8)
             out.append(contentsOf: version2Subprotocol.utf8)
+        }
+        if let setCookie {
+            out.append(contentsOf: "\r\nSet-Cookie: ".utf8)
+            out.append(contentsOf: setCookie.utf8)
         }
         out.append(contentsOf: "\r\n\r\n".utf8)
     }
