@@ -3,7 +3,7 @@
 /// own (and so many reporters) without asking the server for each. Never shown to the partner, never logged.
 ///
 /// Value: base64url(version 1 | expiry, 8 bytes big-endian | 16 random bytes | the first 16 bytes of
-/// HMAC-SHA256(key, "uvchat_id.v1" | the 25 bytes before)): 57 bytes, 76 characters.
+/// HMAC-SHA256(key, "uvchat_id.v1" | the 25 bytes before)): 41 bytes, 55 characters.
 public struct IdentityCookie: Equatable, Sendable {
     public let high: UInt64
     public let low: UInt64
