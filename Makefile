@@ -58,10 +58,12 @@ unit: deps
 ## e2e (part of test): the browser suites run beside the socket suites (they mostly wait on Chromium)
 e2e: venv
 	@UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e/test_browser.py Tests/e2e/test_browser_resume.py Tests/e2e/test_browser_images.py \
-	    Tests/e2e/test_browser_calls.py Tests/e2e/test_browser_webrtc.py > $(BUILD)/e2e-browser.log 2>&1 & browser=$$!; \
+	    Tests/e2e/test_browser_calls.py Tests/e2e/test_browser_webrtc.py Tests/e2e/test_browser_moderation.py \
+	    > $(BUILD)/e2e-browser.log 2>&1 & browser=$$!; \
 	UVCHATD=$(RELEASE) $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
 	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py \
-	    --ignore=Tests/e2e/test_browser_calls.py --ignore=Tests/e2e/test_browser_webrtc.py; sockets=$$?; \
+	    --ignore=Tests/e2e/test_browser_calls.py --ignore=Tests/e2e/test_browser_webrtc.py \
+	    --ignore=Tests/e2e/test_browser_moderation.py; sockets=$$?; \
 	wait $$browser; browsers=$$?; echo "--- browser suites:"; cat $(BUILD)/e2e-browser.log; \
 	test $$sockets = 0 && test $$browsers = 0
 
@@ -110,7 +112,8 @@ test-asan: test-deps venv
 	swift build -j $(JOBS) --sanitize=address --scratch-path $(BUILD)-asan --product uvchatd
 	UVCHATD=$(BUILD)-asan/debug/uvchatd $(VENV)/bin/pytest -q -p no:cacheprovider Tests/e2e --ignore=Tests/e2e/test_browser.py \
 	    --ignore=Tests/e2e/test_browser_resume.py --ignore=Tests/e2e/test_browser_images.py \
-	    --ignore=Tests/e2e/test_browser_calls.py --ignore=Tests/e2e/test_browser_webrtc.py
+	    --ignore=Tests/e2e/test_browser_calls.py --ignore=Tests/e2e/test_browser_webrtc.py \
+	    --ignore=Tests/e2e/test_browser_moderation.py
 	$(PY) Tests/conformance/autobahn.py --binary $(BUILD)-asan/debug/uvchatd --www www --outdir $(BUILD)/autobahn-asan
 
 ## bench: the load generator against a release build, server and generator pinned to separate cores

@@ -34,6 +34,10 @@
   const countdownEl = $('countdown'), jumpBtn = $('jump'), soundBox = $('sound'), changeBtn = $('change');
   const attachBtn = $('attach'), fileInput = $('file'), imagesBox = $('images'), imagesStart = $('images-start');
   const imagesHint = $('images-hint'), logWrap = $('logwrap');
+  const termsPane = $('terms'), gatePane = $('gate'), modButtons = $('mod-buttons'), reportBtn = $('report');
+  const blockBtn = $('block'), reportPanel = $('report-panel');
+  const TERMS_KEY = 'uvchat.terms';   // localStorage: the rules and age this browser accepted
+  const REPORT_GRACE_MS = 60000;      // the server takes a report of the last stranger this long after the chat
 
   let ws = null;             // the one socket we listen to, or null
   let stale = [];            // sockets given up for dead (a probe went unanswered); closed once a new one is settled
@@ -50,6 +54,12 @@
   let askedImages = false;   // what our own last `start` said
   let unread = 0;
   const baseTitle = document.title;
+  // Identity and moderation (PROTOCOL.md B.5): what GET /status said, and the last stranger we may still report.
+  let site = { termsUrl: '/terms.html', minAge: 13 };
+  let gated = false;         // a ban or a required login: the page does not connect
+  let endedAt = 0;           // when the last chat ended (0: none to report)
+  let reportedLast = false, blockedLast = false;
+  let modTimer = 0;
 
   // The chat, as kept in sessionStorage: null when there is none to resume.
   //   token, grace: from `paired`/`resumed`; lastSeq: the last `seq` shown; nextId: the id of our next message;
@@ -215,9 +225,12 @@
     if (s !== 'waiting') stopCountdown();
     updateAttach();
     updateCallButtons();
+    updateModeration();
   }
 
   function start() {
+    if (gated) return;
+    if (!termsAccepted()) { showTerms(); return; }
     if (tagInput.value.trim()) { addTags(tagInput.value); tagInput.value = ''; }
     startPane.hidden = true;
     chatPane.hidden = false;
@@ -254,7 +267,7 @@
     clearTimeout(greetTimer);
     greetTimer = setTimeout(() => { if (ws === sock && !greeted) abandon(); }, GREETING_MS);
     sock.onmessage = (ev) => { if (ws !== sock) return; if (typeof ev.data === 'string') onFrame(ev.data); else onBinary(ev.data); };
-    sock.onclose = (ev) => { if (ws === sock) onLost(ev.code); };
+    sock.onclose = (ev) => { if (ws === sock) onLost(ev.code, ev.reason); };
   }
 
   function send(obj) {
@@ -302,7 +315,8 @@
     onLost(1006);
   }
 
-  function onLost(code) {
+  function onLost(code, reason) {
+    const failed = !greeted;   // it never got as far as `online`: the upgrade was refused, or no server
     ws = null;
     dropOffers('the connection was lost');   // offers die with either side's socket
     chatEndsCall('The connection was lost; the call ended.');   // so does a call (the server ends it at the drop)
@@ -313,6 +327,17 @@
     typingSent = false;
     clearTimeout(typingTimer);
     onlineEl.textContent = '–';   // unknown until we are back
+    if (code === 1008 && reason === 'banned') {
+      // Other people reported this browser: the server closed the chat. /status says until when.
+      endChat();
+      wanted = false;
+      setState('idle');
+      setStatus('You cannot chat right now.');
+      note('The server ended your chat: you were reported by several people.', 'alert');
+      checkStatus();
+      return;
+    }
+    if (failed) checkStatus();   // a refused upgrade (403 banned, 401 login) shows why instead of retrying blindly
     if (code === 4001) {
       // This chat was resumed on another connection: a duplicated tab took it (it copied our sessionStorage).
       // That tab has it now; this one stops, and does not come back on its own.
@@ -505,6 +530,9 @@
         startCountdown();
         break;
       case 'paired': {
+        endedAt = 0;
+        reportedLast = blockedLast = false;
+        reportPanel.hidden = true;
         dropCall();
         partnerNoCalls = false;
         clearLog();
@@ -579,6 +607,7 @@
         attention('Stranger is back');
         break;
       case 'partner_left':
+        chatEnded();
         endChat();
         wanted = false;
         typingSent = false;
@@ -607,6 +636,10 @@
           note('Stranger declined your image.');   // a line of its own, so that the live region reads it
         }
         break;
+      case 'reported':
+      case 'blocked':
+        moderated(m.type);
+        break;
       case 'error':
         onError(String(m.code || ''), String(m.message || ''));
         break;
@@ -614,6 +647,13 @@
   }
 
   function onError(code, message) {
+    if (code === 'nothing_to_report') {
+      endedAt = 0;
+      reportPanel.hidden = true;
+      updateModeration();
+      note('There is no one to report: that chat ended more than a minute ago.', 'refused');
+      return;
+    }
     if (callRefused(code)) return;
     if (imageRefused(code)) return;
     if (resuming && code === 'rate_limited') {   // the resume itself was refused for now: ask again shortly
@@ -658,6 +698,126 @@
       updateCounter();
     }
     note((code === 'partner_away' ? 'Not delivered: ' : 'Not sent: ') + why, 'refused');
+  }
+
+  // ---- report and block (B.5) ----
+  function chatEnded() {
+    endedAt = Date.now();
+    reportedLast = blockedLast = false;
+    clearTimeout(modTimer);
+    modTimer = setTimeout(updateModeration, REPORT_GRACE_MS + 100);
+  }
+  function canModerate() {
+    if (state === 'paired' && !resuming && chat) return true;
+    return !!endedAt && Date.now() - endedAt < REPORT_GRACE_MS && !(reportedLast && blockedLast);
+  }
+  function updateModeration() {
+    const on = canModerate() && !gated;
+    modButtons.hidden = !on;
+    if (!on) { reportPanel.hidden = true; reportBtn.setAttribute('aria-expanded', 'false'); return; }
+    const after = state !== 'paired';
+    reportBtn.textContent = after ? 'Report this stranger' : 'Report';
+    reportBtn.hidden = after && reportedLast;
+    blockBtn.hidden = after && blockedLast;
+  }
+  function openReport() {
+    reportPanel.hidden = !reportPanel.hidden;
+    reportBtn.setAttribute('aria-expanded', String(!reportPanel.hidden));
+    if (!reportPanel.hidden) reportPanel.querySelector('input[name=reason]:checked').focus();
+  }
+  function sendReport() {
+    const reason = (reportPanel.querySelector('input[name=reason]:checked') || {}).value || 'other';
+    reportPanel.hidden = true;
+    reportBtn.setAttribute('aria-expanded', 'false');
+    send({ type: 'report', reason });
+  }
+  // The server ended the chat (if one was open) and took the report or block.
+  function moderated(what) {
+    const during = state === 'paired';
+    if (during) {
+      chatEnded();
+      endChat();
+      wanted = false;
+      setState('idle');
+    }
+    if (what === 'reported') reportedLast = true; else blockedLast = true;
+    const said = what === 'reported'
+      ? 'You reported the stranger. Thank you: reports keep this place safe.'
+      : 'You blocked the stranger. You will not be paired with them again.';
+    note(said + (during ? ' The chat has ended.' : ''), 'alert');
+    if (during) setStatus((what === 'reported' ? 'Reported. ' : 'Blocked. ') + 'Press New (or Esc) to meet someone else.');
+    updateModeration();
+    if (during && document.activeElement !== text) nextBtn.focus();
+  }
+  reportBtn.addEventListener('click', openReport);
+  blockBtn.addEventListener('click', () => { reportPanel.hidden = true; send({ type: 'block' }); });
+  reportPanel.addEventListener('submit', (e) => { e.preventDefault(); sendReport(); });
+  $('report-cancel').addEventListener('click', () => { reportPanel.hidden = true; reportBtn.setAttribute('aria-expanded', 'false'); reportBtn.focus(); });
+
+  // ---- the rules, bans and logins: GET /status ----
+  function termsKey() { return site.minAge + '|' + site.termsUrl; }
+  function termsAccepted() {
+    try { return localStorage.getItem(TERMS_KEY) === termsKey(); } catch { return true; }   // storage off: not asked again and again
+  }
+  function showTerms() {
+    if (gated) return;
+    for (const a of [$('terms-link'), $('rules-link')]) a.href = site.termsUrl;
+    $('min-age').textContent = $('min-age-button').textContent = String(site.minAge);
+    startPane.hidden = true;
+    chatPane.hidden = true;
+    termsPane.hidden = false;
+    $('terms-accept').focus();
+  }
+  $('terms-accept').addEventListener('click', () => {
+    try { localStorage.setItem(TERMS_KEY, termsKey()); } catch { /* storage off */ }
+    termsPane.hidden = true;
+    startPane.hidden = false;
+    tagInput.focus();
+    refreshOnline();
+  });
+  function showGate(title, body, link, linkText) {
+    gated = true;
+    wanted = false;
+    clearTimeout(reconnectTimer);
+    const s = ws;
+    ws = null;
+    if (s) try { s.close(); } catch { /* gone */ }
+    stopSocketTimers();
+    updateModeration();
+    $('gate-title').textContent = title;
+    $('gate-text').textContent = body;
+    const a = $('gate-link');
+    a.hidden = !link;
+    if (link) { a.href = link; a.textContent = linkText; }
+    termsPane.hidden = startPane.hidden = chatPane.hidden = true;
+    gatePane.hidden = false;
+  }
+  function applyStatus(st) {
+    if (typeof st.termsUrl === 'string' && st.termsUrl) site.termsUrl = st.termsUrl;
+    if (Number.isInteger(st.minAge)) site.minAge = st.minAge;
+    for (const a of [$('terms-link'), $('rules-link')]) a.href = site.termsUrl;
+    if (st.banned === true) {
+      const until = new Date((Number(st.until) || Date.now() / 1000 + Number(st.retryAfter) || 0) * 1000);
+      showGate('You cannot chat right now',
+               'Several people reported you, so you are banned until ' +
+               until.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) + ' (' + until.toLocaleDateString() + '). ' +
+               'Please read the rules before you come back.', site.termsUrl, 'Read the rules');
+      return true;
+    }
+    if (st.auth === 'required' && st.authenticated !== true) {
+      showGate('Log in to chat', 'This chat is for members only: you need to log in first.',
+               typeof st.loginUrl === 'string' ? st.loginUrl : '', 'Log in');
+      return true;
+    }
+    return false;
+  }
+  async function checkStatus() {
+    try {
+      const r = await fetch('/status', { cache: 'no-store' });
+      if (!r.ok) return null;
+      const st = await r.json();
+      return applyStatus(st) ? null : st;
+    } catch { return null; }   // offline, or an older server: the page works as before
   }
 
   // ---- typing ----
@@ -744,6 +904,7 @@
         return;
       }
       send({ type: 'stop' });
+      if (was === 'paired') chatEnded();
       endChat();
       setState('idle');
       if (was === 'paired') {
@@ -1606,6 +1767,13 @@
     try { sessionStorage.removeItem(STORE); } catch { /* storage off */ }
     renderTags();
     updateCounter();
-    refreshOnline();
+    // First visit: the rules and the age before anything else (the defaults until /status has answered).
+    let asked = false;
+    try { asked = localStorage.getItem(TERMS_KEY) !== null; } catch { asked = true; }
+    if (!asked) showTerms(); else refreshOnline();
   }
+  // Banned, or a login required: say so. Rules changed since they were accepted: ask again (not mid-chat).
+  checkStatus().then((st) => {
+    if (st && !kept && chatPane.hidden && !termsAccepted()) showTerms();
+  });
 })();

@@ -12,15 +12,18 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 TITLE = "uvchat – talk to strangers"
+# What the page stores once the default rules (/terms.html) and minimum age (13) were accepted.
+ACCEPTED_TERMS = "try { localStorage.setItem('uvchat.terms', '13|/terms.html') } catch (e) {}"
 
 
 @pytest.fixture
 def browsers():
     drivers = []
 
-    def make(width=1280, height=800, scheme=None, args=(), binary=None):
+    def make(width=1280, height=800, scheme=None, args=(), binary=None, accept_terms=True):
         """`args`: more Chromium switches (fake media devices, for one); `binary`: another Chromium launcher
-        (test_browser_webrtc.py's starts it inside a network namespace)."""
+        (test_browser_webrtc.py's starts it inside a network namespace); `accept_terms`: a browser that has
+        accepted the default rules and age before (the first-visit step is test_browser_moderation.py's)."""
         opts = webdriver.ChromeOptions()
         opts.binary_location = binary or CHROMIUM   # Debian's build: selenium-manager never downloads a browser
         for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -33,6 +36,8 @@ def browsers():
         # subtract, and a desktop window cannot be made 360 px wide).
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
+        if accept_terms:
+            d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": ACCEPTED_TERMS})
         if scheme:
             d.execute_cdp_cmd("Emulation.setEmulatedMedia",
                               {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
