@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String {
-    case http, websocket, command, path, matchmaker, image
+    case http, websocket, command, path, matchmaker, image, jwt
 }
 
 // Read once; libFuzzer calls the entry point from one thread.
@@ -17,7 +17,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if selectedTarget == nil {
         let name = getenv("UVCHAT_FUZZ_TARGET").map { String(cString: $0) } ?? ""
         guard let t = FuzzTarget(rawValue: name) else {
-            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path, matchmaker or image")
+            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path, matchmaker, image or jwt")
             exit(2)
         }
         selectedTarget = t
@@ -30,6 +30,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case .path: fuzzPath(input)
     case .matchmaker: fuzzMatchmaker(input)
     case .image: fuzzImage(input)
+    case .jwt: fuzzJWT(input)
     }
     return 0
 }
@@ -123,7 +124,7 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
             check(false, "relayed event decodes")
         }
     case .success(.start), .success(.ack), .success(.resume), .success(.ping), .success(.imageOffer),
-         .success(.imageAnswer), .success(.call), .success(.signal):
+         .success(.imageAnswer), .success(.call), .success(.signal), .success(.report), .success(.block):
         check(false, "v1 knows no v2 command")
     default:
         break
@@ -163,7 +164,7 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
         check(id >= 1 && bytes >= 1 && bytes <= maxInteger, "offer id and size in range")
     case .success(.imageAnswer(let id, _)):
         check(id >= 1, "answer id in range")
-    case .success(.call):
+    case .success(.call), .success(.report), .success(.block):
         break
     case .success(.signal(let data)):
         check(data.lowerBound >= 0 && data.upperBound <= input.count, "data range in input")
@@ -183,6 +184,51 @@ func fuzzCommand(_ input: UnsafeRawBufferPointer) {
         case .success: check(false, "v2 refuses a command v1 accepts")
         case .failure(let code1): check(code == code1 || code == .badRequest, "v2 refuses like v1")
         }
+    }
+}
+
+/// Operator tokens and identity cookies (B.5): arbitrary bytes as a token and as a cookie never verify; the same
+/// bytes signed as a token's claims verify exactly when they are claims uvchat takes, and never once a byte of the
+/// signature changes; the claims reader agrees with itself.
+let fuzzSecret = Secret(Array("the fuzz target's HS256 secret, 32+".utf8))
+let fuzzVerifier: JWTVerifier = {
+    var keys = JWTKeys()
+    keys.hmacSecrets = [fuzzSecret]
+    keys.ed25519PublicKeys = [[UInt8](repeating: 7, count: 32)]
+    return JWTVerifier(keys: keys)
+}()
+let fuzzCookies = IdentityCookies(keys: [fuzzSecret], lifetimeSeconds: 86_400)
+
+func fuzzJWT(_ input: UnsafeRawBufferPointer) {
+    let bytes = Array(input)
+    let text = String(decoding: bytes, as: UTF8.self)
+    if case .success = fuzzVerifier.verify(Substring(text), now: 1_800_000_000) { check(false, "a random token verified") }
+    check(fuzzCookies.verify(Substring(text), now: 1_000) == nil, "a random cookie verified")
+    check((JSONObject(bytes) == nil) == (JSONObject(bytes) == nil), "the reader is deterministic")
+
+    var token: [UInt8] = []
+    Base64.encode(Array(#"{"alg":"HS256"}"#.utf8), url: true, into: &token)
+    token.append(UInt8(ascii: "."))
+    Base64.encode(bytes, url: true, into: &token)
+    let signature = HMAC.sha256(key: fuzzSecret.bytes, message: token)
+    token.append(UInt8(ascii: "."))
+    var signed = token
+    Base64.encode(signature, url: true, into: &signed)
+    let result = fuzzVerifier.verify(Substring(String(decoding: signed, as: UTF8.self)), now: 1_800_000_000)
+    if case .success(let claims) = result {
+        check(JSONObject(bytes) != nil, "only a JSON object is claims")
+        check(!claims.subject.isEmpty && claims.subject.utf8.count <= 256, "sub within bounds")
+        check(claims.expires + 60 > 1_800_000_000, "an expired token is refused")
+        if let g = claims.group { check(!g.isEmpty && g.utf8.count <= 64, "grp within bounds") }
+    } else if case .failure(let why) = result {
+        check(why != .badSignature && why != .unsupportedAlgorithm, "a correct signature is not refused as one")
+    }
+    var forged = signature
+    forged[Int(bytes.count % 32)] ^= 0x40
+    var bad = token
+    Base64.encode(forged, url: true, into: &bad)
+    if case .success = fuzzVerifier.verify(Substring(String(decoding: bad, as: UTF8.self)), now: 1_800_000_000) {
+        check(false, "a changed signature verified")
     }
 }
 

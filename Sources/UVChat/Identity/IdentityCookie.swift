@@ -9,6 +9,12 @@ public struct IdentityCookie: Equatable, Sendable {
     public let low: UInt64
     /// Seconds since 1970.
     public let expires: UInt64
+
+    public init(high: UInt64, low: UInt64, expires: UInt64) {
+        self.high = high
+        self.low = low
+        self.expires = expires
+    }
 }
 
 public struct IdentityCookies: Sendable {

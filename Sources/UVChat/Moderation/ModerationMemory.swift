@@ -145,7 +145,8 @@ public final class ModerationMemory {
         record.reports.append(Report(reporter: reporter, at: now, reason: reason))
         addScore(&record, AbuseEvent.reported.weight, now: now)
         var outcome = ReportOutcome.counted
-        if record.reports.count >= settings.reportThreshold && record.banEnd <= now {
+        endBan(&record, now: now)
+        if record.reports.count >= settings.reportThreshold && record.banEnd == 0 {
             record.banEnd = now + settings.banMillis
             // The reports that made this ban are spent: the next ban needs new ones.
             record.reports.removeAll()
@@ -160,7 +161,8 @@ public final class ModerationMemory {
     @discardableResult
     public func ban(_ key: IdentityKey, now: UInt64) -> UInt64 {
         var record = records[key] ?? Record()
-        if record.banEnd <= now { activeBans += 1 }
+        endBan(&record, now: now)
+        if record.banEnd == 0 { activeBans += 1 }
         record.banEnd = max(record.banEnd, now + settings.banMillis)
         store(key, record, now: now)
         return record.banEnd
@@ -169,6 +171,15 @@ public final class ModerationMemory {
     public func banRemaining(_ key: IdentityKey, now: UInt64) -> UInt64? {
         guard activeBans > 0, let record = records[key], record.banEnd > now else { return nil }
         return record.banEnd - now
+    }
+
+    /// A ban that ran out is taken off the count (once): true when it changed the record.
+    @discardableResult
+    private func endBan(_ record: inout Record, now: UInt64) -> Bool {
+        guard record.banEnd != 0 && record.banEnd <= now else { return false }
+        activeBans -= 1
+        record.banEnd = 0
+        return true
     }
 
     // MARK: - Blocks
@@ -275,7 +286,7 @@ public final class ModerationMemory {
             let entry = touchOrder[touchHead]
             touchHead += 1
             if let old = records[entry.key], old.stamp == entry.stamp {
-                if old.banEnd > now { activeBans -= 1 }
+                if old.banEnd != 0 { activeBans -= 1 }
                 records[entry.key] = nil
             }
         }
@@ -299,9 +310,11 @@ public final class ModerationMemory {
     }
 
     /// Lets go of expired records and blocks, oldest first, at most `pruneBudget` entries of each per call. A live
-    /// record at the old end goes to the young end (it is looked at again later), so the walk always progresses.
+    /// record at the old end goes to the young end (it is looked at again later), so the walk always progresses
+    /// past it.
     public func prune(now: UInt64) {
-        var budget = ModerationMemory.pruneBudget
+        // Only the entries there now: a live record sent to the young end is not looked at twice in one call.
+        var budget = min(ModerationMemory.pruneBudget, touchOrder.count - touchHead)
         while budget > 0 && touchHead < touchOrder.count {
             budget -= 1
             let entry = touchOrder[touchHead]
@@ -309,17 +322,16 @@ public final class ModerationMemory {
                 touchHead += 1
                 continue
             }
-            if record.banEnd != 0 && record.banEnd <= now {
-                activeBans -= 1
-                record.banEnd = 0
-                records[entry.key] = record
-            }
-            if isLive(record, now: now) {
-                // Still meaningful, and the oldest: nothing younger can have expired before it is looked at again
-                // (the same lifetime for all), so stop here until later.
-                break
-            }
+            if endBan(&record, now: now) { records[entry.key] = record }
             touchHead += 1
+            if isLive(record, now: now) {
+                // Still meaningful: to the young end, so that what expired behind it is reached too.
+                nextStamp &+= 1
+                record.stamp = nextStamp
+                records[entry.key] = record
+                touchOrder.append((entry.key, nextStamp))
+                continue
+            }
             records[entry.key] = nil
         }
         compactTouchOrder()
