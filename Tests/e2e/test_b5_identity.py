@@ -370,13 +370,14 @@ def test_quarantine_pairs_only_quarantined(server_factory):
 
     async def go():
         q1 = await v2(srv, "q1", cookie=new_cookie(srv.port))
-        for _ in range(3):
+        # Four refusals of weight 1 against a line at 3: the score decays a little between them.
+        for _ in range(4):
             await q1.send("{")
         await send_start(q1)
         normal = await started(srv, "normal", cookie=new_cookie(srv.port))
         await normal.expect("waiting")
         q2 = await v2(srv, "q2", cookie=new_cookie(srv.port))
-        for _ in range(3):
+        for _ in range(4):
             await q2.send("not json")
         await send_start(q2)
         got = [m["type"] for m in await barrier(q2)]

@@ -150,25 +150,20 @@ extension ChatService {
     }
 
     /// The reported identity reached the threshold: a strong identity's address is banned too (it holds only for
-    /// clients that show no token or cookie), and every open connection of it is closed with 1008.
+    /// upgrades that show no token or cookie), and every open connection of the identity itself is closed with
+    /// 1008. Others at the same address who are chatting now are left alone; only their next upgrade without an
+    /// identity would be refused.
     private mutating func banned(_ last: LastPartner, now: UInt64) {
         if last.strong { moderation.ban(last.addressKey, now: now) }
         var targets: [PeerID] = []
         for i in peers.indices where peers[i].address != nil {
             let peer = PeerID(rawValue: UInt32(i))
-            if isBanned(peer, now: now) { targets.append(peer) }
+            if identityKey(of: peer).key == last.key || identities[peer]?.cookieKey == last.key { targets.append(peer) }
         }
         for peer in targets where isMember(peer) {
             leave(peer, now: now)
             outbox.close(peer, .banned)
         }
-    }
-
-    private func isBanned(_ peer: PeerID, now: UInt64) -> Bool {
-        let i = Int(peer.rawValue)
-        guard let record = peers[i].address else { return false }
-        let identity = identities[peer] ?? .anonymous
-        return banRemaining(identity: identity, address: record.key, now: now) != nil
     }
 
     // MARK: - The abuse score

@@ -5,7 +5,8 @@ struct IdentityResolver {
     /// Token verification; nil when no key is configured (then tokens are ignored: anonymous by default).
     let verifier: JWTVerifier?
     let requireAuth: Bool
-    let cookies: IdentityCookies
+    /// nil without libcrypto (no MAC to sign with): then every client is known by its address alone.
+    let cookies: IdentityCookies?
 
     static let tokenCookie = "uvchat_token"
 
@@ -42,8 +43,8 @@ struct IdentityResolver {
         let token = tokenState(head, unixNow: unixNow)
         var identity = PeerIdentity.anonymous
         var cookie: IdentityCookie?
-        var wantsCookie = true
-        if let value = Cookies.value(named: IdentityCookies.name, in: head),
+        var wantsCookie = cookies != nil
+        if let cookies, let value = Cookies.value(named: IdentityCookies.name, in: head),
            let verified = cookies.verify(value, now: unixNow) {
             cookie = verified.cookie
             wantsCookie = verified.needsRenewal

@@ -145,7 +145,9 @@ extension Connection {
             body.append(contentsOf: String(unixNow + seconds).utf8)
         } else {
             body.append(contentsOf: #","banned":false"#.utf8)
-            if resolution.wantsCookie { headers.append(("Set-Cookie", newIdentityCookie(resolution, unixNow: unixNow))) }
+            if resolution.wantsCookie, let cookie = newIdentityCookie(resolution, unixNow: unixNow) {
+                headers.append(("Set-Cookie", cookie))
+            }
         }
         body.append(UInt8(ascii: "}"))
         body.withUnsafeBytes { bytes in
@@ -153,10 +155,12 @@ extension Connection {
         }
     }
 
-    private func newIdentityCookie(_ resolution: IdentityResolver.Resolution, unixNow: UInt64) -> String {
+    /// Only called when `wantsCookie`, which needs cookies to be on.
+    private func newIdentityCookie(_ resolution: IdentityResolver.Resolution, unixNow: UInt64) -> String? {
+        guard let cookies = server.identity.cookies else { return nil }
         var random = SystemRandomNumberGenerator()
         if resolution.cookie == nil { server.metrics.identitiesIssued &+= 1 }
-        return server.identity.cookies.issue(id: resolution.cookie, now: unixNow, random: &random)
+        return cookies.issue(id: resolution.cookie, now: unixNow, random: &random)
     }
 
     private func serveFile(_ head: HTTPRequestHead, isHead: Bool, keepAlive: Bool) {

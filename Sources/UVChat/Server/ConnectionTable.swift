@@ -126,6 +126,10 @@ struct ConnectionOutbox: ChatOutbox {
         case .banned:
             // What was already queued for it (its partner's last messages) still goes out before the close.
             conn.server.metrics.banCloses &+= 1
+            // That a ban closed a connection, never whose (no identity, no address unless --log-addresses).
+            var fields: [(String, String)] = []
+            if conn.server.config.logAddresses { fields.append(("addr", conn.address.description)) }
+            conn.server.logger.log(.info, "banned connection closed", fields: fields)
             conn.closeWebSocket(.policyViolation, reason: "banned", chat: .alreadyOut)
         }
     }

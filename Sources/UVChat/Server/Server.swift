@@ -5,6 +5,11 @@ import Glibc
 /// The composition root: builds the loop's pieces (listener, timers, signals) and the services (chat, static
 /// files, metrics), accepts connections into the table, and runs the periodic work: the sweep of deadlines, the
 /// online broadcast, the interest timer, the clock, the drain. Everything runs on the loop's thread.
+/// A configuration the server cannot run with, found at start-up.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+}
+
 public final class Server {
     typealias Chat = ChatService<ConnectionOutbox, LocalRouting>
 
@@ -69,10 +74,16 @@ public final class Server {
             var random = SystemRandomNumberGenerator()
             cookieKeys = [Secret((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })]
         }
+        // Tokens need libcrypto (a start-up error without it); the identity cookie only where it is there, so
+        // that a machine without it still serves anonymous chats, known by address.
+        if !configuration.jwt.isEmpty && !HMAC.isAvailable {
+            throw ConfigurationError(description: "operator tokens need OpenSSL's libcrypto (libcrypto.so.3, Debian's libssl3)")
+        }
         identity = IdentityResolver(verifier: configuration.jwt.isEmpty ? nil : JWTVerifier(keys: configuration.jwt),
                                     requireAuth: configuration.requireAuth,
-                                    cookies: IdentityCookies(keys: cookieKeys,
-                                                             lifetimeSeconds: configuration.identityLifetimeSeconds))
+                                    cookies: HMAC.isAvailable
+                                        ? IdentityCookies(keys: cookieKeys, lifetimeSeconds: configuration.identityLifetimeSeconds)
+                                        : nil)
         closeTimeoutMillis = configuration.closeTimeout.loopMillis
         keepAliveTimeoutMillis = configuration.keepAliveTimeout.loopMillis
         handshakeTimeoutMillis = configuration.handshakeTimeout.loopMillis
