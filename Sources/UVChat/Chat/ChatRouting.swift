@@ -130,8 +130,12 @@ public struct LocalRouting: ChatRouting {
         record(Pairing(a: partner, b: new, common: [], random: true))
     }
 
-    public func isQueued(_ peer: PeerID) -> Bool { matchmaker.isQueued(peer) || poolOfPeer[peer] != nil }
+    public func isQueued(_ peer: PeerID) -> Bool {
+        matchmaker.isQueued(peer) || (!poolOfPeer.isEmpty && poolOfPeer[peer] != nil)
+    }
     public var nextDeadline: UInt64? {
+        // Asked after every queueing: the common case (no other pool) is one field read.
+        guard !pools.isEmpty else { return matchmaker.nextDeadline }
         var earliest = matchmaker.nextDeadline
         for queue in pools.values {
             if let d = queue.nextDeadline { earliest = min(earliest ?? .max, d) }

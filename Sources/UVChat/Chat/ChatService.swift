@@ -127,7 +127,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         peers[i].interests = interests
         lastSerial = lastSerial == ChatService.serialMask ? 1 : lastSerial + 1
         peers[i].tag = lastSerial | (version == .v2 ? ChatService.v2Bit : 0)
-        if identity != .anonymous { identities[peer] = identity }
+        if identity.key != nil || identity.group != nil { identities[peer] = identity }
         deliver(ChatFrames.online(memberCount), to: peer, now: now)
         if version == .v2 {
             let member = Member2(queryInterests: interests, now: now)
@@ -221,7 +221,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     }
 
     /// A paired version 2 member: the shell pings it sooner, so that a dead connection is noticed in seconds.
-    public func wantsQuickPings(_ peer: PeerID) -> Bool {
+    /// Mutating only so that the shell's sweep reads it in place (see `takeNextDeadline`).
+    public mutating func wantsQuickPings(_ peer: PeerID) -> Bool {
         isMember(peer) && isV2(peer) && routing.partner(of: peer) != nil
     }
 
@@ -640,6 +641,13 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
 
     /// The shell has armed its timer for `nextDeadline`.
     public mutating func deadlinesSeen() { deadlinesChanged = false }
+
+    /// `deadlinesSeen()`, then `nextDeadline`: mutating, so that the shell reads it in place (a non-mutating read
+    /// of the service through the server's stored property made Swift copy the whole service, every call).
+    public mutating func takeNextDeadline() -> UInt64? {
+        deadlinesChanged = false
+        return nextDeadline
+    }
 
     /// Interest waits that ran out by `now` fall back to a random match; away sides whose grace ran out end their
     /// chats (the partner hears `partner_left`; B.2).

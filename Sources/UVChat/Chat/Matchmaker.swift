@@ -144,9 +144,8 @@ public final class Matchmaker {
             unlink(nodes[Int(n)].deadlineEntry)
             nodes[Int(n)].deadlineEntry = Matchmaker.none
             // `n` is not in the random list yet, so the partner is never itself.
-            let node = nodes[Int(n)]
-            let me = Constraints(serial: node.serial, avoid: node.avoid, identity: node.identity,
-                                 avoidIdentities: node.avoidIdentities)
+            let me = Constraints(serial: nodes[Int(n)].serial, avoid: nodes[Int(n)].avoid, identity: nodes[Int(n)].identity,
+                                 avoidIdentities: nodes[Int(n)].avoidIdentities)
             if let partner = firstCompatible(in: Matchmaker.randomList, me) {
                 let x = nodes[Int(n)], y = nodes[Int(partner)]
                 let (a, b) = x.sequence < y.sequence ? (x.peer, y.peer) : (y.peer, x.peer)
@@ -231,13 +230,14 @@ public final class Matchmaker {
         var skipped = 0
         while e != Matchmaker.none {
             let n = entries[Int(e)].node
-            let other = nodes[Int(n)]
-            if me.avoid.isEmpty && other.avoid.isEmpty && me.avoidIdentities.isEmpty && other.avoidIdentities.isEmpty {
+            // Fields read in place: a copy of the node would retain and release its three arrays.
+            let i = Int(n)
+            if me.avoid.isEmpty && nodes[i].avoid.isEmpty && me.avoidIdentities.isEmpty && nodes[i].avoidIdentities.isEmpty {
                 return n
             }
-            if !me.avoid.contains(other.serial) && !other.avoid.contains(me.serial)
-                && (other.identity == 0 || !me.avoidIdentities.contains(other.identity))
-                && (me.identity == 0 || !other.avoidIdentities.contains(me.identity)) { return n }
+            if !me.avoid.contains(nodes[i].serial) && !nodes[i].avoid.contains(me.serial)
+                && (nodes[i].identity == 0 || !me.avoidIdentities.contains(nodes[i].identity))
+                && (me.identity == 0 || !nodes[i].avoidIdentities.contains(me.identity)) { return n }
             skipped += 1
             if skipped > Matchmaker.maxSkips { return nil }
             e = entries[Int(e)].next

@@ -1,14 +1,21 @@
 /// Who is asking, decided once per upgrade (and per `GET /status`) from the request head alone (PROTOCOL.md B.5):
 /// the operator token if keys are configured, the signed identity cookie, and what the answer must carry. Pure:
 /// the wall clock and the randomness for a new cookie are passed in.
-struct IdentityResolver {
+final class IdentityResolver: Sendable {
     /// Token verification; nil when no key is configured (then tokens are ignored: anonymous by default).
     let verifier: JWTVerifier?
     let requireAuth: Bool
-    /// nil without libcrypto (no MAC to sign with): then every client is known by its address alone.
+    /// Used only where libcrypto loads (checked at the first use, so that a server nobody visits with a browser
+    /// never maps it): without it every client is known by its address alone.
     let cookies: IdentityCookies?
 
     static let tokenCookie = "uvchat_token"
+
+    init(verifier: JWTVerifier?, requireAuth: Bool, cookies: IdentityCookies?) {
+        self.verifier = verifier
+        self.requireAuth = requireAuth
+        self.cookies = cookies
+    }
 
     enum TokenState: Equatable {
         /// No token was presented (or no keys are configured).
@@ -39,12 +46,22 @@ struct IdentityResolver {
 
     enum AuthRefusal { case missing, invalid }
 
+    /// Whether `resolve` can find anything in this request: without keys and without a `Cookie` field (a load tool,
+    /// a bot, a browser's first visit) every client is anonymous, and the upgrade skips the work.
+    func mayIdentify(_ head: HTTPRequestHead) -> Bool {
+        if verifier != nil { return true }
+        for field in head.headers where field.name.utf8.count == 6 && field.name == "cookie" { return true }
+        return false
+    }
+
+    static let anonymous = Resolution(token: .none, identity: .anonymous, cookie: nil, wantsCookie: true)
+
     func resolve(_ head: HTTPRequestHead, unixNow: UInt64) -> Resolution {
         let token = tokenState(head, unixNow: unixNow)
         var identity = PeerIdentity.anonymous
         var cookie: IdentityCookie?
-        var wantsCookie = cookies != nil
-        if let cookies, let value = Cookies.value(named: IdentityCookies.name, in: head),
+        var wantsCookie = true
+        if let cookies, let value = Cookies.value(named: IdentityCookies.name, in: head), HMAC.isAvailable,
            let verified = cookies.verify(value, now: unixNow) {
             cookie = verified.cookie
             wantsCookie = verified.needsRenewal

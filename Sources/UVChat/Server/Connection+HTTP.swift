@@ -157,7 +157,7 @@ extension Connection {
 
     /// Only called when `wantsCookie`, which needs cookies to be on.
     private func newIdentityCookie(_ resolution: IdentityResolver.Resolution, unixNow: UInt64) -> String? {
-        guard let cookies = server.identity.cookies else { return nil }
+        guard let cookies = server.identity.cookies, HMAC.isAvailable else { return nil }
         var random = SystemRandomNumberGenerator()
         if resolution.cookie == nil { server.metrics.identitiesIssued &+= 1 }
         return cookies.issue(id: resolution.cookie, now: unixNow, random: &random)
@@ -254,34 +254,40 @@ extension Connection {
         }
         address = ForwardedFor.clientAddress(peer: address, fieldLines: head.headerValues("x-forwarded-for"),
                                              trustedProxies: server.trustedProxies)
-        // Tokens and bans (B.5) hold for /ws only: /echo is for conformance suites.
-        var resolution: IdentityResolver.Resolution?
-        let unixNow = UInt64(time(nil))
+        // Only /ws speaks a subprotocol: version 2 when the client offers `uvchat.2`.
+        let version = endpoint == .chat ? WebSocketHandshake.version(head) : .v1
+        // Tokens and bans (B.5) hold for /ws only: /echo is for conformance suites. A request that shows no token
+        // and no cookie to a server without keys is anonymous without a look (the common case of load tools).
+        var resolution = IdentityResolver.anonymous
+        var unixNow: UInt64 = 0
         if endpoint == .chat {
-            let resolved = server.identity.resolve(head, unixNow: unixNow)
-            if let (reason, challenge) = resolved.refusal(requireAuth: server.config.requireAuth) {
-                if reason == .missing { server.metrics.authMissing &+= 1 } else { server.metrics.authInvalid &+= 1 }
-                sendHTTPError(.unauthorized, isHead: false, extraHeaders: [("WWW-Authenticate", challenge)])
-                return
+            let identity = server.identity
+            let mayIdentify = identity.mayIdentify(head)
+            if mayIdentify || version == .v2 || server.chat.moderation.hasBans { unixNow = UInt64(time(nil)) }
+            if mayIdentify {
+                resolution = identity.resolve(head, unixNow: unixNow)
+                if let (reason, challenge) = resolution.refusal(requireAuth: server.config.requireAuth) {
+                    if reason == .missing { server.metrics.authMissing &+= 1 } else { server.metrics.authInvalid &+= 1 }
+                    sendHTTPError(.unauthorized, isHead: false, extraHeaders: [("WWW-Authenticate", challenge)])
+                    return
+                }
             }
-            if let left = server.chat.banRemaining(identity: resolved.identity, address: address, now: now) {
+            if server.chat.moderation.hasBans,
+               let left = server.chat.banRemaining(identity: resolution.identity, address: address, now: now) {
                 server.metrics.banRejections &+= 1
                 sendBanned(seconds: (left + 999) / 1000, unixNow: unixNow)
                 return
             }
-            resolution = resolved
         }
         if endpoint == .chat, let retryAfter = server.chat.admit(address: address, now: now) {
             server.metrics.capacityRejected &+= 1
             sendHTTPError(.serviceUnavailable, isHead: false, extraHeaders: [("Retry-After", String(retryAfter))])
             return
         }
-        // Only /ws speaks a subprotocol: version 2 when the client offers `uvchat.2`.
-        let version = endpoint == .chat ? WebSocketHandshake.version(head) : .v1
         // A version 2 client (the page) is given its identity cookie here if it has none; version 1 clients are not
         // (they are load tools and bots, and the 101 stays as it was).
         var setCookie: String?
-        if version == .v2, let resolution, resolution.wantsCookie {
+        if version == .v2, resolution.wantsCookie {
             setCookie = newIdentityCookie(resolution, unixNow: unixNow)
         }
         prepareOutput()
@@ -302,7 +308,7 @@ extension Connection {
             server.metrics.chatUpgrades &+= 1
             if version == .v2 { server.metrics.chatUpgradesV2 &+= 1 }
             server.chat.join(id, address: address, interests: Interests.parse(query: head.query), version: version,
-                             identity: resolution?.identity ?? .anonymous, now: now)
+                             identity: resolution.identity, now: now)
             if server.chat.deadlinesChanged { server.armMatchTimer() }
         case .echo:
             session = WebSocketSession(maxMessageBytes: server.config.echoMaxMessageBytes, now: now)

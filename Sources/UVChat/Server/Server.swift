@@ -74,16 +74,15 @@ public final class Server {
             var random = SystemRandomNumberGenerator()
             cookieKeys = [Secret((0..<32).map { _ in UInt8.random(in: 0...255, using: &random) })]
         }
-        // Tokens need libcrypto (a start-up error without it); the identity cookie only where it is there, so
-        // that a machine without it still serves anonymous chats, known by address.
+        // Tokens need libcrypto (a start-up error without it, loaded now); the identity cookie loads it at its
+        // first use, and where it is missing every client is known by its address.
         if !configuration.jwt.isEmpty && !HMAC.isAvailable {
             throw ConfigurationError(description: "operator tokens need OpenSSL's libcrypto (libcrypto.so.3, Debian's libssl3)")
         }
         identity = IdentityResolver(verifier: configuration.jwt.isEmpty ? nil : JWTVerifier(keys: configuration.jwt),
                                     requireAuth: configuration.requireAuth,
-                                    cookies: HMAC.isAvailable
-                                        ? IdentityCookies(keys: cookieKeys, lifetimeSeconds: configuration.identityLifetimeSeconds)
-                                        : nil)
+                                    cookies: IdentityCookies(keys: cookieKeys,
+                                                             lifetimeSeconds: configuration.identityLifetimeSeconds))
         closeTimeoutMillis = configuration.closeTimeout.loopMillis
         keepAliveTimeoutMillis = configuration.keepAliveTimeout.loopMillis
         handshakeTimeoutMillis = configuration.handshakeTimeout.loopMillis
@@ -248,8 +247,7 @@ public final class Server {
     /// One timer for every interest wait: armed for the earliest deadline the chat has. Called after the chat
     /// queued someone (`chat.deadlinesChanged`) and after the timer fired.
     func armMatchTimer() {
-        chat.deadlinesSeen()
-        guard let t = matchTimer, let deadline = chat.nextDeadline else { return }
+        guard let deadline = chat.takeNextDeadline(), let t = matchTimer else { return }
         if deadline >= matchTimerDue && t.isActive { return }
         matchTimerDue = deadline
         let now = loop.nowMillis
