@@ -130,11 +130,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if identity.key != nil || identity.group != nil { identities[peer] = identity }
         deliver(ChatFrames.online(memberCount), to: peer, now: now)
         if version == .v2 {
-            let member = Member2(queryInterests: interests, now: now)
-            let addressKey = IdentityKeys.address(address)
-            member.moderation = MemberModeration(identity: identity.key ?? addressKey, strong: identity.key != nil,
-                                                 addressKey: addressKey)
-            members2[peer] = member
+            members2[peer] = Member2(queryInterests: interests, now: now)
         } else {
             queue(peer, now: now)
         }
@@ -160,6 +156,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
             return
         }
         side.awayDeadline = now + UInt64(settings.resumeGraceSeconds) * 1000
+        // Its partner may still report it (B.5), by address when it has no token or cookie.
+        if let record = peers[Int(peer.rawValue)].address { side.awayAddress = IdentityKeys.address(record.key) }
         endMembership(peer, now: now)
         endOffers(peer, partner)
         awayCount += 1
@@ -437,9 +435,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     mutating func part(_ peer: PeerID, now: UInt64) {
         if isV2(peer) { members2[peer]?.side = nil }
         guard let partner = routing.part(peer) else { return }
-        // Both remember when the chat ended: each may report the other for a while (B.5).
-        if isV2(peer) { members2[peer]?.moderation?.last?.ended = now }
-        if isV2(partner) { members2[partner]?.moderation?.last?.ended = now }
+        // Each version 2 side remembers the other for a while: it may still report or block it (B.5).
+        if isV2(peer) { remember(partner, as: peer, now: now) }
+        if isV2(partner) { remember(peer, as: partner, now: now) }
         endOffers(peer, partner)
         endCall(of: peer, notify: false, now: now)
         if isV2(partner), let member = members2[partner], let side = member.side {
@@ -459,24 +457,20 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         var identity: UInt64 = 0
         var avoidIdentities: [UInt64] = []
         var pool = PairingPool.main
-        // Nothing of this is looked up for a version 1 client without an identity while nobody was ever
-        // quarantined: the common case queues exactly as before.
         if isV2(peer), let member = members2[peer] {
             avoid = member.recent
             if let m = member.moderation {
                 avoid += m.avoidSerials
                 avoidIdentities = m.avoidKeys
-                if m.strong {
-                    identity = m.identity.rawValue
-                    if moderation.blockCount > 0 { avoidIdentities += moderation.blocked(by: m.identity, now: now) }
-                }
-                pool = self.pool(of: peer, key: m.identity, now: now)
             }
-        } else if !identities.isEmpty || moderation.quarantinesTotal > 0 {
+        }
+        // Nothing of this is looked up for a client without a token or cookie while nobody was ever quarantined:
+        // the common case queues exactly as before.
+        if !identities.isEmpty || moderation.quarantinesTotal > 0 {
             let (key, strong, _) = identityKey(of: peer)
             if strong {
                 identity = key.rawValue
-                if moderation.blockCount > 0 { avoidIdentities = moderation.blocked(by: key, now: now) }
+                if moderation.blockCount > 0 { avoidIdentities += moderation.blocked(by: key, now: now) }
             }
             pool = self.pool(of: peer, key: key, now: now)
         }
@@ -520,13 +514,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if isV2(peer), let member = members2[peer] {
             let partnerSerial = peers[Int(partner.rawValue)].tag & ChatService.serialMask
             member.remember(partnerSerial: partnerSerial)
-            if member.moderation != nil {
-                let (key, strong, address) = identityKey(of: partner)
-                member.moderation?.last = LastPartner(key: key, strong: strong, addressKey: address,
-                                                      serial: partnerSerial, ended: .max)
-                member.moderation?.pairedAt = now
-            }
             let side = ChatSide(token: newToken(for: peer), common: pairing.common, random: pairing.random)
+            side.pairedAt = now
             member.side = side
             // A version 1 partner takes no image offers (B.7).
             let partnerImages = isV2(partner) && members2[partner]?.images == true

@@ -67,20 +67,15 @@ struct LastPartner {
     /// Its address's key, banned with a strong identity so that clearing cookies does not escape the ban.
     var addressKey: IdentityKey
     var serial: UInt32
-    /// ms; the chat's end, or `UInt64.max` while the chat is on.
+    /// ms: the chat's end.
     var ended: UInt64
     var reported = false
     var blocked = false
 }
 
-/// The moderation side of one version 2 member.
-struct MemberModeration {
-    var identity: IdentityKey
-    var strong: Bool
-    var addressKey: IdentityKey
+/// The moderation side of one version 2 member, from its first chat's end on.
+final class MemberModeration {
     var last: LastPartner?
-    /// ms: when it was last paired (a `next` soon after feeds the abuse score).
-    var pairedAt: UInt64 = 0
     /// Whom it blocked or reported on this connection: serials (everyone) and strong identities; bounded.
     var avoidSerials: [UInt32] = []
     var avoidKeys: [UInt64] = []
@@ -92,10 +87,20 @@ extension ChatService {
     /// The key a member is known by for reports, scores and bans: its strong identity, else its address's.
     func identityKey(of peer: PeerID) -> (key: IdentityKey, strong: Bool, address: IdentityKey) {
         let i = Int(peer.rawValue)
-        if isV2(peer), let m = members2[peer]?.moderation { return (m.identity, m.strong, m.addressKey) }
-        let address = peers[i].address.map { IdentityKeys.address($0.key) } ?? IdentityKey(rawValue: 1)
+        let address = peers[i].address.map { IdentityKeys.address($0.key) }
+            ?? members2[peer]?.side?.awayAddress ?? IdentityKey(rawValue: 1)
         if let key = identities[peer]?.key { return (key, true, address) }
         return (address, false, address)
+    }
+
+    /// At a chat's end: `member` may report or block `other` for a while.
+    mutating func remember(_ other: PeerID, as member: PeerID, now: UInt64) {
+        guard let m = members2[member] else { return }
+        let (key, strong, address) = identityKey(of: other)
+        let record = m.moderation ?? MemberModeration()
+        record.last = LastPartner(key: key, strong: strong, addressKey: address,
+                                  serial: peers[Int(other.rawValue)].tag & ChatService.serialMask, ended: now)
+        m.moderation = record
     }
 
     /// Milliseconds of ban left for a client about to upgrade, if it is banned: a token or cookie identity is judged
@@ -118,25 +123,24 @@ extension ChatService {
     /// sender is idle), or the last partner within the report grace; once each per partner.
     @usableFromInline
     mutating func moderate(_ peer: PeerID, report reason: ReportReason?, now: UInt64) {
-        guard var mine = members2[peer]?.moderation else { return }
-        if routing.partner(of: peer) != nil {
-            part(peer, now: now)
-            guard let updated = members2[peer]?.moderation else { return }
-            mine = updated
-        }
-        guard var last = mine.last, last.ended == .max || now &- last.ended <= settings.reportGraceMillis,
+        guard members2[peer] != nil else { return }
+        // While paired the chat ends first; that is when both sides remember each other.
+        if routing.partner(of: peer) != nil { part(peer, now: now) }
+        guard let mine = members2[peer]?.moderation, var last = mine.last,
+              now &- last.ended <= settings.reportGraceMillis,
               reason == nil ? !last.blocked : !last.reported else {
             return refuse(peer, .nothingToReport, now: now)
         }
+        let (me, meStrong, _) = identityKey(of: peer)
         // Either keeps the two apart from now on: this connection by serial (and by the other's strong identity),
         // and a strong identity for the block's lifetime (the memory), when both have one.
         mine.remember(avoiding: last)
-        let counts = last.key != mine.identity   // two clients of one address without cookies are one identity
-        if counts && mine.strong && last.strong { moderation.block(last.key, by: mine.identity, now: now) }
+        let counts = last.key != me   // two clients of one address without cookies are one identity
+        if counts && meStrong && last.strong { moderation.block(last.key, by: me, now: now) }
         if let reason {
             last.reported = true
             _counters.reports[reason.rawValue] &+= 1
-            if counts, case .banned = moderation.report(last.key, by: mine.identity, reason: reason, now: now) {
+            if counts, case .banned = moderation.report(last.key, by: me, reason: reason, now: now) {
                 banned(last, now: now)
             }
         } else {
@@ -145,7 +149,6 @@ extension ChatService {
             if counts && moderation.record(.blocked, for: last.key, now: now) { quarantined(last.key, now: now) }
         }
         mine.last = last
-        members2[peer]?.moderation = mine
         deliver(reason == nil ? frames.blocked : frames.reported, to: peer, now: now)
     }
 
@@ -178,9 +181,10 @@ extension ChatService {
 
     /// A `next` within 3 s of being paired: a bot skimming the queue does this all day, a person now and then.
     mutating func scoreNext(_ peer: PeerID, now: UInt64) {
-        guard settings.moderation.quarantineScore > 0, let m = members2[peer]?.moderation,
-              routing.partner(of: peer) != nil, now &- m.pairedAt < 3000 else { return }
-        if moderation.record(.quickNext, for: m.identity, now: now) { quarantined(m.identity, now: now) }
+        guard settings.moderation.quarantineScore > 0, let side = members2[peer]?.side,
+              routing.partner(of: peer) != nil, now &- side.pairedAt < 3000 else { return }
+        let key = identityKey(of: peer).key
+        if moderation.record(.quickNext, for: key, now: now) { quarantined(key, now: now) }
     }
 
     /// An identity just went into quarantine: those of its connections that wait in the queue now move to the
@@ -208,7 +212,7 @@ extension ChatService {
 }
 
 extension MemberModeration {
-    mutating func remember(avoiding last: LastPartner) {
+    func remember(avoiding last: LastPartner) {
         if !avoidSerials.contains(last.serial) {
             if avoidSerials.count == MemberModeration.avoidLimit { avoidSerials.removeFirst() }
             avoidSerials.append(last.serial)

@@ -13,7 +13,8 @@ final class Member2 {
     var controlBucket: TokenBucket
     /// Its side of the chat it is in, while paired (or away).
     @usableFromInline var side: ChatSide?
-    /// Its identity's key, its last partner and whom it keeps away from (B.5).
+    /// Its last partner and whom it keeps away from (B.5): made when its first chat ends, so that a connection
+    /// that is still in its first chat, or never had one, carries only this reference.
     var moderation: MemberModeration?
 
     static let recentLimit = 8
@@ -54,6 +55,10 @@ final class ChatSide {
     let random: Bool
     /// ms: while away, when the chat ends unless the client comes back; 0 while it is connected.
     @usableFromInline var awayDeadline: UInt64 = 0
+    /// ms: when the chat began (a `next` soon after feeds the abuse score, B.5).
+    var pairedAt: UInt64 = 0
+    /// While away: its address's identity key (the connection, which knew the address, is gone).
+    var awayAddress = IdentityKey(rawValue: 0)
 
     @usableFromInline var isAway: Bool { awayDeadline != 0 }
 
