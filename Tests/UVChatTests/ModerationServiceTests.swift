@@ -112,6 +112,23 @@ private func paired(_ out: RecordingOutbox, _ n: UInt32) -> Bool { types(out.tak
         #expect(chat.banRemaining(identity: .anonymous, address: home, now: 5000) == nil)
     }
 
+    @Test func aTokenBanStaysWithTheToken() {
+        var (chat, out) = service()
+        let target = PeerIdentity(key: IdentityKey(rawValue: 777), isToken: true)
+        let far = ClientAddress(text: "198.51.100.9")!
+        for round in 0..<3 {
+            let t = UInt64(round) * 1000
+            chat.arrive(0, as: target, address: far, now: t)
+            chat.arrive(UInt32(round + 1), as: person(UInt64(round + 1)), now: t)
+            chat.command(report, from: UInt32(round + 1), now: t + 1)
+            if round < 2 { chat.leave(peer(0), now: t + 2) }
+        }
+        #expect(out.closed.contains { $0.0 == 0 && $0.1 == .banned })
+        #expect(chat.banRemaining(identity: target, address: home, now: 5000) != nil)
+        // The operator vouches for tokens: the address is not banned with it.
+        #expect(chat.banRemaining(identity: .anonymous, address: far, now: 5000) == nil)
+    }
+
     @Test func oneReporterNeverBans() {
         var (chat, out) = service()
         let target = person(99)

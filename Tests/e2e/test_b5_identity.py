@@ -320,6 +320,31 @@ def test_three_reporters_ban_and_the_ban_holds(server_factory):
     run(go())
 
 
+def test_token_reporters_ban_a_token(server_factory, tmp_path):
+    srv = server_factory("--jwt-secret-file", write(tmp_path, "s", SECRET), *NO_RATE)
+
+    async def go():
+        target = hs_token("target")
+        for i in range(3):
+            t = await started(srv, f"target{i}", token=target)
+            await t.expect("waiting")
+            r = await started(srv, f"reporter{i}", token=hs_token(f"reporter{i}"))
+            await r.expect("paired")
+            await t.expect("paired")
+            await r.send({"type": "report", "reason": "abuse"})
+            await r.expect("reported")
+            await t.expect("partner_left")
+            if i == 2:
+                assert await t.closed() == 1008
+            await close_all(t, r)
+        status, fields, _ = upgrade(srv.port, [f"Authorization: Bearer {target}"])
+        assert status == 403 and int(fields["retry-after"][0]) > 0
+        # A token's ban stays with its `sub`: the address, and other members, are not banned.
+        assert upgrade(srv.port)[0] == 101
+        assert upgrade(srv.port, [f"Authorization: Bearer {hs_token('someone')}"])[0] == 101
+    run(go())
+
+
 def test_one_reporter_never_bans(server_factory):
     srv = server_factory(*NO_RATE)
 

@@ -433,11 +433,13 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// side ends too) or the queue. The peer's own chat side (and so its token) ends.
     @usableFromInline
     mutating func part(_ peer: PeerID, now: UInt64) {
+        let ownSide = isV2(peer) ? members2[peer]?.side : nil
         if isV2(peer) { members2[peer]?.side = nil }
         guard let partner = routing.part(peer) else { return }
-        // Each version 2 side remembers the other for a while: it may still report or block it (B.5).
+        // Each version 2 side remembers the other for a while: it may still report or block it (B.5). A side
+        // that is away is known by the address its chat side kept.
         if isV2(peer) { remember(partner, as: peer, now: now) }
-        if isV2(partner) { remember(peer, as: partner, now: now) }
+        if isV2(partner) { remember(peer, as: partner, now: now, awayAddress: ownSide?.awayAddress) }
         endOffers(peer, partner)
         endCall(of: peer, notify: false, now: now)
         if isV2(partner), let member = members2[partner], let side = member.side {

@@ -11,11 +11,14 @@ public struct PeerIdentity: Sendable, Equatable {
     public var cookieKey: IdentityKey?
     /// The verified token's `grp`.
     public var group: String?
+    /// `key` is a token's (the operator vouches for it; a ban of it does not reach its address).
+    public var isToken: Bool
 
-    public init(key: IdentityKey? = nil, cookieKey: IdentityKey? = nil, group: String? = nil) {
+    public init(key: IdentityKey? = nil, cookieKey: IdentityKey? = nil, group: String? = nil, isToken: Bool = false) {
         self.key = key
         self.cookieKey = cookieKey
         self.group = group
+        self.isToken = isToken
     }
 
     public static let anonymous = PeerIdentity()
@@ -61,9 +64,10 @@ public enum IdentityKeys {
 /// What a version 2 member remembers of its last partner, so that it can report or block it for a while after the
 /// chat ended (B.5).
 struct LastPartner {
-    /// The partner's identity (strong or its address's) and whether that was a strong one.
+    /// The partner's identity (strong or its address's), whether that was a strong one, and whether a token's.
     var key: IdentityKey
     var strong: Bool
+    var token: Bool
     /// Its address's key, banned with a strong identity so that clearing cookies does not escape the ban.
     var addressKey: IdentityKey
     var serial: UInt32
@@ -94,11 +98,15 @@ extension ChatService {
     }
 
     /// At a chat's end: `member` may report or block `other` for a while.
-    mutating func remember(_ other: PeerID, as member: PeerID, now: UInt64) {
+    mutating func remember(_ other: PeerID, as member: PeerID, now: UInt64, awayAddress: IdentityKey? = nil) {
         guard let m = members2[member] else { return }
-        let (key, strong, address) = identityKey(of: other)
+        var (key, strong, address) = identityKey(of: other)
+        if let awayAddress, awayAddress.rawValue != 0, peers[Int(other.rawValue)].address == nil {
+            address = awayAddress
+            if !strong { key = awayAddress }
+        }
         let record = m.moderation ?? MemberModeration()
-        record.last = LastPartner(key: key, strong: strong, addressKey: address,
+        record.last = LastPartner(key: key, strong: strong, token: identities[other]?.isToken == true, addressKey: address,
                                   serial: peers[Int(other.rawValue)].tag & ChatService.serialMask, ended: now)
         m.moderation = record
     }
@@ -152,12 +160,12 @@ extension ChatService {
         deliver(reason == nil ? frames.blocked : frames.reported, to: peer, now: now)
     }
 
-    /// The reported identity reached the threshold: a strong identity's address is banned too (it holds only for
-    /// upgrades that show no token or cookie), and every open connection of the identity itself is closed with
-    /// 1008. Others at the same address who are chatting now are left alone; only their next upgrade without an
-    /// identity would be refused.
+    /// The reported identity reached the threshold: a cookie identity's address is banned too (it holds only for
+    /// upgrades that show no token or cookie: clearing cookies does not escape), and every open connection of the
+    /// identity itself is closed with 1008. Others at the same address who are chatting now are left alone. A
+    /// token's `sub` is banned alone: the operator, who issues tokens, decides who gets a new one.
     private mutating func banned(_ last: LastPartner, now: UInt64) {
-        if last.strong { moderation.ban(last.addressKey, now: now) }
+        if last.strong && !last.token { moderation.ban(last.addressKey, now: now) }
         var targets: [PeerID] = []
         for i in peers.indices where peers[i].address != nil {
             let peer = PeerID(rawValue: UInt32(i))

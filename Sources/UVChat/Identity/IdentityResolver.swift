@@ -71,6 +71,7 @@ final class IdentityResolver: Sendable {
             identity.cookieKey = identity.key
             identity.key = IdentityKeys.token(subject: claims.subject)
             identity.group = claims.group
+            identity.isToken = true
         }
         return Resolution(token: token, identity: identity, cookie: cookie, wantsCookie: wantsCookie)
     }
