@@ -115,6 +115,27 @@ private func memory(_ configure: (inout ModerationSettings) -> Void = { _ in }) 
         #expect(m.identityCount == 100)
     }
 
+    @Test func aFloodOfEventsKeepsTheBookkeepingBounded() {
+        let m = memory { $0.quarantineScore = 0 }
+        for i in 0..<100_000 { m.record(.refusal, for: key(UInt64(i % 3)), now: UInt64(i)) }
+        #expect(m.identityCount == 3)
+        #expect(m.orderLengths.touch <= 2 * 3 + 1024 + 1)
+        for i in 0..<50_000 { m.block(key(2), by: key(1), now: UInt64(i)) }
+        #expect(m.blockCount == 1 && m.orderLengths.blocks <= 2 + 1024 + 1)
+        #expect(m.isBlocked(key(1), key(2), now: 50_000))
+    }
+
+    @Test func theBlockCapNeverTakesARenewedPair() {
+        let m = memory { $0.maxBlocks = 2 }
+        m.block(key(10), by: key(1), now: 0)
+        m.block(key(20), by: key(2), now: 1)
+        m.block(key(10), by: key(1), now: 2)     // renewed: its first entry is stale
+        m.block(key(30), by: key(3), now: 3)     // over the cap: the oldest current pair (2 -> 20) goes
+        #expect(m.isBlocked(key(1), key(10), now: 4))
+        #expect(!m.isBlocked(key(2), key(20), now: 4))
+        #expect(m.isBlocked(key(3), key(30), now: 4) && m.blockCount == 2)
+    }
+
     @Test func pruneDropsWhatExpiredAndKeepsWhatHolds() {
         let m = memory { $0.abuseHalfLifeMillis = 1000; $0.banMillis = 100_000 }
         m.record(.refusal, for: key(1), now: 0)            // decays below 0.5 after a little over a half-life

@@ -148,8 +148,14 @@ extension ChatService {
         if let reason {
             last.reported = true
             _counters.reports[reason.rawValue] &+= 1
-            if counts, case .banned = moderation.report(last.key, by: me, reason: reason, now: now) {
-                banned(last, now: now)
+            if counts {
+                let wasQuarantined = moderation.isQuarantined(last.key, now: now)
+                if case .banned = moderation.report(last.key, by: me, reason: reason, now: now) {
+                    banned(last, now: now)
+                } else if !wasQuarantined && moderation.isQuarantined(last.key, now: now) {
+                    // The report's weight put it over the line: its waiting connections move now.
+                    quarantined(last.key, now: now)
+                }
             }
         } else {
             last.blocked = true

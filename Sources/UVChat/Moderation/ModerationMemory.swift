@@ -194,8 +194,9 @@ public final class ModerationMemory {
         list.append(blocked)
         blocksBy[blocker] = list
         blockOrder.append((pair, end))
+        // Over the cap, the oldest go; an entry of a pair renewed since is skipped, never taken for the renewal.
         while blocks.count > settings.maxBlocks, blockHead < blockOrder.count {
-            dropBlock(at: blockHead, force: true)
+            dropBlock(at: blockHead, force: false)
             blockHead += 1
         }
         compactBlockOrder()
@@ -228,6 +229,12 @@ public final class ModerationMemory {
     private func compactBlockOrder() {
         if blockHead >= 1024 && blockHead * 2 >= blockOrder.count {
             blockOrder.removeFirst(blockHead)
+            blockHead = 0
+        }
+        // Renewals leave stale entries behind; once they outnumber the blocks, one pass keeps only the current ones
+        // (amortised O(1) per block, and the order stays bounded by twice the table).
+        if blockOrder.count - blockHead > 2 * blocks.count + 1024 {
+            blockOrder = blockOrder[blockHead...].filter { blocks[$0.pair] == $0.end }
             blockHead = 0
         }
     }
@@ -298,7 +305,17 @@ public final class ModerationMemory {
             touchOrder.removeFirst(touchHead)
             touchHead = 0
         }
+        // Every touch appends an entry and leaves the record's older one stale: however fast an identity is touched
+        // (a flood of refused commands), one pass keeps only the current entries once stale ones outnumber the
+        // records, so the order stays bounded by twice the table (amortised O(1) per touch).
+        if touchOrder.count - touchHead > 2 * records.count + 1024 {
+            touchOrder = touchOrder[touchHead...].filter { records[$0.key]?.stamp == $0.stamp }
+            touchHead = 0
+        }
     }
+
+    /// Entries in the two orders (for the tests of their bound).
+    var orderLengths: (touch: Int, blocks: Int) { (touchOrder.count - touchHead, blockOrder.count - blockHead) }
 
     /// Whether a record still means anything: a ban or quarantine on, reports in the window, or a score worth
     /// keeping.
