@@ -15,12 +15,7 @@ enum Interests {
     static let maxTagLength = 32
 
     static func parse(query: String?) -> [String] {
-        guard let query else { return [] }
-        var value: Substring? = nil
-        for pair in query.split(separator: "&") where pair.hasPrefix("interests=") {
-            value = pair.dropFirst("interests=".count)
-        }
-        guard let value else { return [] }
+        guard let value = Query.lastValue(named: "interests", in: query) else { return [] }
         // Lazily: pieces after the fifth kept tag are never decoded.
         return normalize(value.split(separator: ",", omittingEmptySubsequences: true).lazy.compactMap(percentDecoded))
     }

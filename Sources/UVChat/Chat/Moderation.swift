@@ -37,20 +37,20 @@ public enum IdentityKeys {
     }
 
     public static func cookie(_ cookie: IdentityCookie) -> IdentityKey {
-        var h = Hasher()
-        h.combine(UInt8(2))
-        h.combine(cookie.high)
-        h.combine(cookie.low)
-        return key(h)
+        key(domain: 2, cookie.high, cookie.low)
     }
 
     /// The per-address key (an IPv4 address or an IPv6 /64), as every per-address limit counts it.
     public static func address(_ address: ClientAddress) -> IdentityKey {
         let a = address.perAddressKey
+        return key(domain: 3, a.high, a.low)
+    }
+
+    private static func key(domain: UInt8, _ high: UInt64, _ low: UInt64) -> IdentityKey {
         var h = Hasher()
-        h.combine(UInt8(3))
-        h.combine(a.high)
-        h.combine(a.low)
+        h.combine(domain)
+        h.combine(high)
+        h.combine(low)
         return key(h)
     }
 

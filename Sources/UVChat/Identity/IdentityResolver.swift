@@ -4,16 +4,14 @@
 final class IdentityResolver: Sendable {
     /// Token verification; nil when no key is configured (then tokens are ignored: anonymous by default).
     let verifier: JWTVerifier?
-    let requireAuth: Bool
     /// Used only where libcrypto loads (checked at the first use, so that a server nobody visits with a browser
     /// never maps it): without it every client is known by its address alone.
     let cookies: IdentityCookies?
 
     static let tokenCookie = "uvchat_token"
 
-    init(verifier: JWTVerifier?, requireAuth: Bool, cookies: IdentityCookies?) {
+    init(verifier: JWTVerifier?, cookies: IdentityCookies?) {
         self.verifier = verifier
-        self.requireAuth = requireAuth
         self.cookies = cookies
     }
 
@@ -95,16 +93,10 @@ final class IdentityResolver: Sendable {
             }
         }
         if let value = Cookies.value(named: tokenCookie, in: head), !value.isEmpty { return value }
-        if let query = head.query {
-            var found: Substring?
-            for pair in query.split(separator: "&") where pair.hasPrefix("token=") { found = pair.dropFirst(6) }
-            if let found {
-                // A JWT is base64url and dots, which need no escapes; one that was escaped anyway is decoded.
-                guard found.contains("%") else { return found }
-                // An undecodable escape leaves the raw text, which then fails as malformed: still a 401.
-                return Interests.percentDecoded(found).map { Substring($0) } ?? found
-            }
-        }
-        return nil
+        guard let found = Query.lastValue(named: "token", in: head.query) else { return nil }
+        // A JWT is base64url and dots, which need no escapes; one that was escaped anyway is decoded.
+        guard found.contains("%") else { return found }
+        // An undecodable escape leaves the raw text, which then fails as malformed: still a 401.
+        return Interests.percentDecoded(found).map { Substring($0) } ?? found
     }
 }

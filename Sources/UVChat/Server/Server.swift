@@ -80,7 +80,6 @@ public final class Server {
             throw ConfigurationError(description: "operator tokens need OpenSSL's libcrypto (libcrypto.so.3, Debian's libssl3)")
         }
         identity = IdentityResolver(verifier: configuration.jwt.isEmpty ? nil : JWTVerifier(keys: configuration.jwt),
-                                    requireAuth: configuration.requireAuth,
                                     cookies: IdentityCookies(keys: cookieKeys,
                                                              lifetimeSeconds: configuration.identityLifetimeSeconds))
         closeTimeoutMillis = configuration.closeTimeout.loopMillis
