@@ -77,20 +77,24 @@ $(VENV)/.installed: Tests/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r Tests/requirements.txt
 	touch $@
 
-## deps: libuv (and pkg-config) and OpenSSL's libcrypto (loaded at run time, for TURN) from Debian, only when missing
+## deps: libuv (and pkg-config), hiredis (the cluster's Redis client) and OpenSSL's libcrypto (loaded at run time)
+## from Debian, only when missing
 deps:
-	@{ pkg-config --exists libuv && /sbin/ldconfig -p | grep -q 'libcrypto\.so\.3 '; } 2>/dev/null || \
-	    { echo "installing libuv1-dev libssl3"; $(SUDO) apt-get update -qq && $(APT) libuv1-dev libssl3 pkg-config; }
+	@{ pkg-config --exists libuv hiredis && /sbin/ldconfig -p | grep -q 'libcrypto\.so\.3 '; } 2>/dev/null || \
+	    { echo "installing libuv1-dev libhiredis-dev libssl3"; $(SUDO) apt-get update -qq && \
+	      $(APT) libuv1-dev libhiredis-dev libssl3 pkg-config; }
 
 ## test-deps: also the tools the tests drive: Chromium and its driver, nginx, promtool, systemd's tools, openssl,
-## coturn (the call tests start its turnserver) and iproute2 (their network namespaces)
+## coturn (the call tests start its turnserver), iproute2 (their network namespaces) and redis-server (the cluster
+## tests start their own)
 TEST_TOOLS := chromium:chromium chromedriver:chromium-driver nginx:nginx-light promtool:prometheus \
 	systemd-socket-activate:systemd systemd-analyze:systemd openssl:openssl groff:groff-base setpriv:util-linux \
-	turnserver:coturn ip:iproute2
+	turnserver:coturn ip:iproute2 redis-server:redis-server
 # No package may start a daemon while they install (a policy-rc.d that answers 101, "forbidden", unless the machine
 # has one of its own): Debian's coturn would start a TURN server with its default configuration on every address,
 # and its init script's failure would fail the install. Where systemd runs, the coturn unit the package enabled is
-# disabled again, so that a reboot does not start it either; the tests run their own turnserver.
+# disabled again, so that a reboot does not start it either; the tests run their own turnserver. The same holds for
+# Debian's redis-server: the cluster tests start their own on a unix socket in a temporary folder.
 POLICY_RC := /usr/sbin/policy-rc.d
 test-deps: deps
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
@@ -99,8 +103,8 @@ test-deps: deps
 	        printf '#!/bin/sh\n# make test-deps: no daemon starts while the test tools install\nexit 101\n' \
 	            | $(SUDO) tee $(POLICY_RC) >/dev/null && $(SUDO) chmod 755 $(POLICY_RC); fi; \
 	    $(SUDO) apt-get update -qq && $(APT) $$missing || exit 1; \
-	    case "$$missing " in *" coturn "*) if [ -d /run/systemd/system ]; then \
-	        $(SUDO) systemctl disable --now coturn.service >/dev/null 2>&1 || true; fi;; esac; \
+	    if [ -d /run/systemd/system ]; then for unit in coturn redis-server; do case "$$missing " in *" $$unit "*) \
+	        $(SUDO) systemctl disable --now $$unit.service >/dev/null 2>&1 || true;; esac; done; fi; \
 	fi
 
 ## fuzz: each libFuzzer target for FUZZ_SECONDS seconds

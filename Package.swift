@@ -19,9 +19,17 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        // The cluster's Redis client (--redis): hiredis's asynchronous API on our libuv loop. Imported only by
+        // Sources/UVChat/Loop, like libuv.
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
         .target(
             name: "UVChat",
-            dependencies: ["CLibUV"],
+            dependencies: ["CLibUV", "CHiredis"],
             path: "Sources/UVChat",
             // Release keeps -O's overflow, bounds and precondition traps (a latent bug stops the process instead of
             // corrupting memory). Only the dynamic exclusivity checks are left to debug builds, which every test

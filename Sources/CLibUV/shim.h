@@ -40,11 +40,17 @@ static inline void uvc_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 extern int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 
 /* A non-blocking, close-on-exec listening socket bound to `addr`, or -errno. */
-static inline int uvc_listen_socket(const struct sockaddr *addr, int backlog) {
+static inline int uvc_listen_socket(const struct sockaddr *addr, int backlog, int reuse_port) {
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int on = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    /* Several processes bound to one port, the kernel spreading new connections among them (a cluster node per core). */
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
     socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0) {
         int err = errno;

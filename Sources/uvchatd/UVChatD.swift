@@ -129,6 +129,21 @@ struct UVChatD: ParsableCommand {
     @Option(help: "Most blocks the moderation memory holds; the oldest go first.")
     var moderationBlocks = defaults.moderation.maxBlocks
 
+    @Option(help: "Run as one node of a cluster sharing its queue and relay through Redis: redis://HOST:PORT or unix:/path/to/redis.sock (a host name is resolved once, at start).")
+    var redis: String?
+    @Option(help: "The Redis ACL user (with --redis-password-file).")
+    var redisUser: String?
+    @Option(help: "A file holding the Redis password (for example from systemd's LoadCredential=).")
+    var redisPasswordFile: String?
+    @Option(help: "This node's name in the cluster ([A-Za-z0-9_-], at most 32). Default: random at each start.")
+    var nodeId: String?
+    @Flag(help: "Bind the listener with SO_REUSEPORT, so that several processes share one port.")
+    var reusePort = false
+    @Option(help: "Seconds between a cluster node's heartbeats.")
+    var clusterHeartbeatSeconds = defaults.clusterHeartbeat.flagSeconds
+    @Option(help: "Seconds of silence after which the other nodes reap a node (its clients leave the queue, its partners are told).")
+    var clusterNodeTimeoutSeconds = defaults.clusterNodeTimeout.flagSeconds
+
     @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
     @Option(help: "Most simultaneous chat connections per client address (503 beyond).")
@@ -292,6 +307,30 @@ struct UVChatD: ParsableCommand {
         c.moderation.maxIdentities = moderationIdentities
         c.moderation.maxBlocks = moderationBlocks
         c.reportGraceSeconds = reportGraceSeconds
+        if let redis {
+            guard let endpoint = RedisEndpoint(url: redis) else {
+                throw SecretFileError(description: "--redis must be redis://HOST:PORT or unix:/path (a user or password goes in --redis-user and --redis-password-file)")
+            }
+            c.redis = try resolved(endpoint)
+        }
+        c.redisUser = redisUser
+        c.redisPassword = try redisPasswordFile.map { try readSecret(path: $0, flag: "--redis-password-file") }
+        if let nodeId {
+            let allowed = nodeId.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2d || b == 0x5f
+            }
+            guard allowed, (1...32).contains(nodeId.utf8.count) else {
+                throw SecretFileError(description: "--node-id must be 1 to 32 of A-Z, a-z, 0-9, - and _")
+            }
+            c.nodeID = nodeId
+        }
+        c.reusePort = reusePort
+        guard clusterHeartbeatSeconds >= 0.1, clusterHeartbeatSeconds <= 60,
+              clusterNodeTimeoutSeconds >= 2 * clusterHeartbeatSeconds, clusterNodeTimeoutSeconds <= 600 else {
+            throw SecretFileError(description: "--cluster-heartbeat-seconds must be 0.1 to 60 and --cluster-node-timeout-seconds at least twice it (at most 600)")
+        }
+        c.clusterHeartbeat = .seconds(fromFlag: clusterHeartbeatSeconds)
+        c.clusterNodeTimeout = .seconds(fromFlag: clusterNodeTimeoutSeconds)
         c.maxConnections = maxConnections
         c.maxConnectionsPerAddress = maxConnectionsPerAddress
         c.newConnectionsPerMinutePerAddress = newConnectionsPerMinute
@@ -369,6 +408,37 @@ func readSecret(path: String, flag: String) throws -> Secret {
     while let last = bytes.last, last == 0x20 || last == 0x09 || last == 0x0A || last == 0x0D { bytes.removeLast() }
     guard !bytes.isEmpty else { throw SecretFileError(description: "\(flag) \(path) is empty") }
     return Secret(bytes)
+}
+
+/// A Redis host name becomes a numeric address once, before the loop runs: hiredis's connect would look it up with
+/// a blocking call on the loop.
+func resolved(_ endpoint: RedisEndpoint) throws -> RedisEndpoint {
+    guard case .tcp(let host, let port) = endpoint else { return endpoint }
+    var v4 = in_addr(), v6 = in6_addr()
+    if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 { return endpoint }
+    var hints = addrinfo()
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    var result: UnsafeMutablePointer<addrinfo>?
+    guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else {
+        throw SecretFileError(description: "--redis: cannot resolve \(host)")
+    }
+    defer { freeaddrinfo(result) }
+    var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    let family = first.pointee.ai_family
+    let ok: Bool = first.pointee.ai_addr.withMemoryRebound(to: UInt8.self, capacity: 1) { _ in
+        if family == AF_INET {
+            return first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                var a = sin.pointee.sin_addr
+                return inet_ntop(AF_INET, &a, &buffer, socklen_t(buffer.count)) != nil
+            }
+        }
+        return first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+            var a = sin6.pointee.sin6_addr
+            return inet_ntop(AF_INET6, &a, &buffer, socklen_t(buffer.count)) != nil
+        }
+    }
+    guard ok else { throw SecretFileError(description: "--redis: cannot resolve \(host)") }
+    return .tcp(host: String(cString: buffer), port: port)
 }
 
 func fail(_ line: String) -> Never {

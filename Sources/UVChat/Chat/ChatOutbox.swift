@@ -21,6 +21,14 @@ public protocol ChatOutbox {
     func release(_ peer: PeerID)
     /// Close the peer's WebSocket. The service has already taken the peer out of the chat.
     func close(_ peer: PeerID, _ reason: ChatCloseReason)
+    /// A stub's chat is over and its client queues again (a cluster): its own node is told, with what it queues
+    /// with; the service has forgotten the stub, whose slot the shell may reuse.
+    func handBack(_ peer: PeerID, interests: [String], images: Bool, recent: [UInt32])
+}
+
+extension ChatOutbox {
+    /// Outboxes of a single node (tests, benchmarks) have no stubs.
+    public func handBack(_ peer: PeerID, interests: [String], images: Bool, recent: [UInt32]) {}
 }
 
 /// Why the service closes a peer.

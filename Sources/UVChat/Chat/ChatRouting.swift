@@ -21,6 +21,17 @@ public protocol ChatRouting {
     /// When `expire(now:)` next has work (nanoseconds, the service's clock), if ever.
     var nextDeadline: UInt64? { get }
     var waitingCount: Int { get }
+    /// Records a pair made outside `enqueue` and `expire` (the cluster's queue in Redis); neither waits any more.
+    mutating func adopt(_ pairing: Pairing)
+    /// The peer's chat lives on another node (a cluster: `ClusterRouting`); its commands go there.
+    func isHostedElsewhere(_ peer: PeerID) -> Bool
+    /// A peer hosted elsewhere ended its connection (dropped, or left): its home node is to be told.
+    mutating func endHosting(_ peer: PeerID, dropped: Bool)
+    /// `enqueue` returned nil without knowing yet (the cluster's queue answers later): the peer hears `waiting` or
+    /// `paired` when it does, as on one node, where a newcomer that is paired at once never hears `waiting`.
+    var answersLater: Bool { get }
+    /// The peer is owed a `waiting` once the queue says it waits.
+    mutating func owesWaiting(_ peer: PeerID)
 }
 
 /// Who may meet whom at all (B.5): clients whose operator token names a group meet only that group, clients without
@@ -143,6 +154,12 @@ public struct LocalRouting: ChatRouting {
         return earliest
     }
     public var waitingCount: Int { matchmaker.count + poolOfPeer.count }
+
+    public mutating func adopt(_ pairing: Pairing) { record(pairing) }
+    @inline(__always) public func isHostedElsewhere(_ peer: PeerID) -> Bool { false }
+    @inline(__always) public var answersLater: Bool { false }
+    public mutating func owesWaiting(_ peer: PeerID) {}
+    public mutating func endHosting(_ peer: PeerID, dropped: Bool) {}
 
     private mutating func record(_ pairing: Pairing) {
         let needed = Int(max(pairing.a.rawValue, pairing.b.rawValue)) + 1

@@ -8,14 +8,18 @@
 public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public let settings: ChatSettings
     public var outbox: Outbox
-    public private(set) var routing: Routing
+    public internal(set) var routing: Routing
     public var counters: ChatCounters { _counters }
     @usableFromInline var _counters = ChatCounters()
-    /// Peers in the chat now (the `online` count): joined and not yet left.
+    /// Peers in the chat on this node now: joined and not yet left (stubs of other nodes' clients are not counted).
     public private(set) var memberCount = 0
+    /// The members of the cluster's other nodes (from the last heartbeat; 0 on a single node).
+    public var remoteOnline = 0
+    /// The `online` count: this node's members and the cluster's others.
+    @inlinable public var onlineCount: Int { memberCount + remoteOnline }
     /// A peer started waiting since the shell last armed its interest timer (`deadlinesSeen()`): the earliest
     /// deadline may have moved, so `nextDeadline` is worth a look.
-    public private(set) var deadlinesChanged = false
+    public internal(set) var deadlinesChanged = false
     /// True once the server drains: partners are not told `partner_left` (the stranger did not leave; the
     /// server is going away, and the 1001 close says so).
     public private(set) var isDraining = false
@@ -26,12 +30,18 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         @usableFromInline var buckets = PeerBuckets()
         /// The online count this peer was last told.
         @usableFromInline var lastOnline: Int32 = -1
-        /// The member's serial (bits 0-30: the name others' repeat-avoidance lists know it by) and whether it
-        /// speaks version 2 (bit 31).
+        /// The member's serial (bits 0-29: the name others' repeat-avoidance lists know it by), whether it is a
+        /// stub (bit 30) and whether it speaks version 2 (bit 31).
         @usableFromInline var tag: UInt32 = 0
         /// Its address's record while it is a member; nil otherwise.
         @usableFromInline var address: AddressRecord?
         @usableFromInline var interests: [String] = []
+        /// A stub: the member is another node's client whose chat is here (a cluster); its socket is there. Bit 30
+        /// of the tag, so that the record stays 40 bytes.
+        @usableFromInline var remote: Bool {
+            get { tag & ChatService.remoteBit != 0 }
+            set { tag = newValue ? tag | ChatService.remoteBit : tag & ~ChatService.remoteBit }
+        }
 
         @usableFromInline init() {}
     }
@@ -51,7 +61,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     private var graceHead = 0
     /// Sides away now (their slots held).
     public private(set) var awayCount = 0
-    private var lastSerial: UInt32 = 0
+    var lastSerial: UInt32 = 0
     /// Version 2 members that have offered an image (B.3), by sender: the offer bucket and the open offer.
     var imageSenders: [PeerID: ImageSender] = [:]
     /// Version 2 members that have made or been asked for a call (B.4): their buckets and their call.
@@ -70,7 +80,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     var identities: [PeerID: PeerIdentity] = [:]
 
     @usableFromInline static var v2Bit: UInt32 { 1 << 31 }
-    static var serialMask: UInt32 { v2Bit - 1 }
+    @usableFromInline static var remoteBit: UInt32 { 1 << 30 }
+    static var serialMask: UInt32 { remoteBit - 1 }
 
     private struct GraceEntry {
         var deadline: UInt64
@@ -122,13 +133,13 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         let record = addresses.record(address.perAddressKey, now: now, settings: settings)
         addresses.opened(record)
         peers[i].buckets = PeerBuckets(full: settings, now: now)
-        peers[i].lastOnline = Int32(clamping: memberCount)
+        peers[i].lastOnline = Int32(clamping: onlineCount)
         peers[i].address = record
         peers[i].interests = interests
         lastSerial = lastSerial == ChatService.serialMask ? 1 : lastSerial + 1
         peers[i].tag = lastSerial | (version == .v2 ? ChatService.v2Bit : 0)
         if identity.key != nil || identity.group != nil { identities[peer] = identity }
-        deliver(ChatFrames.online(memberCount), to: peer, now: now)
+        deliver(ChatFrames.online(onlineCount), to: peer, now: now)
         if version == .v2 {
             members2[peer] = Member2(queryInterests: interests, now: now)
         } else {
@@ -150,6 +161,11 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// Anyone else leaves. `isHeld` tells the shell to keep the slot until `ChatOutbox.release`.
     public mutating func drop(_ peer: PeerID, now: UInt64) {
         guard isMember(peer) else { return }
+        // Its chat is on another node: that node holds (or ends) it.
+        if routing.isHostedElsewhere(peer) {
+            routing.endHosting(peer, dropped: true)
+            return leave(peer, now: now)
+        }
         guard isV2(peer), !isDraining, settings.resumeGraceSeconds > 0, let side = members2[peer]?.side,
               let partner = routing.partner(of: peer) else {
             leave(peer, now: now)
@@ -177,19 +193,20 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     }
 
     /// Not counted online any more; its address's record lets go. Settings stay (an away side keeps them).
-    private mutating func endMembership(_ peer: PeerID, now: UInt64) {
+    mutating func endMembership(_ peer: PeerID, now: UInt64) {
         let i = Int(peer.rawValue)
         guard let record = peers[i].address else { return }
         peers[i].address = nil
-        memberCount -= 1
+        if !peers[i].remote { memberCount -= 1 }
         addresses.closed(record, now: now)
     }
 
     /// Nothing of the slot's last occupant is left.
-    private mutating func forget(_ peer: PeerID) {
+    mutating func forget(_ peer: PeerID) {
         let i = Int(peer.rawValue)
         peers[i].interests = []
         peers[i].tag = 0
+        peers[i].remote = false
         if !members2.isEmpty { members2[peer] = nil }
         if !imageSenders.isEmpty { imageSenders[peer] = nil }
         if !callMembers.isEmpty { callMembers[peer] = nil }
@@ -201,6 +218,13 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         forget(peer)
         awayCount -= 1
         outbox.release(peer)
+    }
+
+    /// A stub's address record (ClusterChat.swift), opened like a member's.
+    mutating func addressRecord(_ address: ClientAddress, now: UInt64) -> AddressRecord {
+        let record = addresses.record(address.perAddressKey, now: now, settings: settings)
+        addresses.opened(record)
+        return record
     }
 
     /// Per-address records held now (bounded; see `AddressTable`).
@@ -452,9 +476,11 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if !isDraining { deliver(frames.partnerLeft, to: partner, now: now) }
     }
 
-    private mutating func queue(_ peer: PeerID, now: UInt64, sayWaiting: Bool = true) {
+    mutating func queue(_ peer: PeerID, now: UInt64, sayWaiting: Bool = true) {
         guard isMember(peer) else { return }   // dropped for its backlog on the way here
         let i = Int(peer.rawValue)
+        // A stub queues on its own node (which holds its socket, and its place in the queue).
+        if peers[i].remote { return handBack(peer, now: now) }
         var avoid: [UInt32] = []
         var identity: UInt64 = 0
         var avoidIdentities: [UInt64] = []
@@ -482,7 +508,9 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
             announce(pairing, now: now)
         } else {
             deadlinesChanged = true
-            if sayWaiting { deliver(frames.waiting, to: peer, now: now) }
+            if sayWaiting {
+                if routing.answersLater { routing.owesWaiting(peer) } else { deliver(frames.waiting, to: peer, now: now) }
+            }
         }
     }
 
@@ -491,7 +519,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         queue(peer, now: now, sayWaiting: false)
     }
 
-    private mutating func announce(_ pairing: Pairing, now: UInt64) {
+    mutating func announce(_ pairing: Pairing, now: UInt64) {
         _counters.pairsMade &+= 1
         let a = pairing.a, b = pairing.b
         let outstanding: (Int, Int)
@@ -580,7 +608,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         if let caller = callMembers.removeValue(forKey: old) { callMembers[peer] = caller }
         peers[n].interests = peers[o].interests
         peers[n].buckets = peers[o].buckets
-        peers[n].tag = peers[o].tag
+        // (A stub's side may resume on a connection of this node: the new slot keeps what it is.)
+        peers[n].tag = peers[o].tag & ~ChatService.remoteBit | freshTag & ChatService.remoteBit
         routing.rebind(old, to: peer)
         side.token = newToken(for: peer)
         side.awayDeadline = 0
@@ -592,7 +621,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
             // The old connection is still open: it keeps a blank record, leaves quietly (it has no partner any
             // more) and is closed with 4001.
             members2[old] = fresh
-            peers[o].tag = freshTag
+            peers[o].tag = freshTag & ~ChatService.remoteBit | peers[o].tag & ChatService.remoteBit
             leave(old, now: now)
             outbox.close(old, .resumedElsewhere)
         }
@@ -667,10 +696,10 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     /// Every member hears the count when it differs from the last count it was told: at most once per call (the
     /// shell's interval), and never a repeat.
     public mutating func broadcastOnline(now: UInt64) {
-        let count = Int32(clamping: memberCount)
+        let count = Int32(clamping: onlineCount)
         var frame: [UInt8] = []
-        for i in peers.indices where peers[i].address != nil && peers[i].lastOnline != count {
-            if frame.isEmpty { frame = ChatFrames.online(memberCount) }
+        for i in peers.indices where peers[i].address != nil && peers[i].lastOnline != count && !peers[i].remote {
+            if frame.isEmpty { frame = ChatFrames.online(onlineCount) }
             peers[i].lastOnline = count
             deliver(frame, to: PeerID(rawValue: UInt32(i)), now: now)
         }

@@ -22,6 +22,9 @@ final class EventLoop {
     /// reach it through here instead of carrying a pointer of their own.
     var owner: UnsafeMutableRawPointer?
     private var flushCheck: UnsafeMutablePointer<uv_check_t>?
+    /// Runs at the start of every flush: a cluster node sends what the iteration gathered for other nodes (one
+    /// PUBLISH per node) before the sockets are written. nil on a single node.
+    var beforeFlush: (() -> Void)?
 
     init() throws {
         readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
@@ -110,6 +113,7 @@ final class EventLoop {
     var pendingCount: Int { dirty.count }
 
     func flushPending() {
+        beforeFlush?()
         // A flush can close a socket; closing never adds to `dirty`, but a write error may arrive for another socket,
         // so iterate by index over a list that only grows.
         var i = 0

@@ -45,7 +45,7 @@ final class Listener {
 
     /// Binds `host` (IPv4 or IPv6 text) and `port`; returns the port bound (port 0 picks a free one).
     @discardableResult
-    func listen(host: String, port: Int) throws -> Int {
+    func listen(host: String, port: Int, reusePort: Bool = false) throws -> Int {
         var storage = sockaddr_storage()
         let isV6 = host.contains(":")
         let rc: Int32 = withUnsafeMutablePointer(to: &storage) { p in
@@ -53,7 +53,7 @@ final class Listener {
                  : p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { uv_ip4_addr(host, Int32(port), $0) }
         }
         if rc != 0 { throw ServerError("invalid --host address '\(host)' (\(UVError(rc).message))") }
-        let fd = withUnsafePointer(to: &storage) { uvc_listen_socket(uvc_sockaddr_storage($0), Listener.backlog) }
+        let fd = withUnsafePointer(to: &storage) { uvc_listen_socket(uvc_sockaddr_storage($0), Listener.backlog, reusePort ? 1 : 0) }
         if fd < 0 {
             let e = UVError(fd)
             if e == .addressInUse { throw ServerError("cannot listen on \(host) port \(port): address already in use") }

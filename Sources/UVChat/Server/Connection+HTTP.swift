@@ -91,14 +91,14 @@ extension Connection {
             upgrade(head, to: endpoint)
         case .health:
             let ok = !server.isDraining
-            let body: StaticString = ok ? "ok" : "draining"
+            let body = server.healthBody
             respond(ok ? .ok : .serviceUnavailable,
                     headers: [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
                     body: UnsafeRawBufferPointer(start: body.utf8Start, count: body.utf8CodeUnitCount),
                     isHead: isHead, keepAlive: keepAlive)
         case .online:
             var bytes: [UInt8] = []
-            ChatEventEncoder.online(count: server.chat.memberCount, into: &bytes)
+            ChatEventEncoder.online(count: server.chat.onlineCount, into: &bytes)
             bytes.withUnsafeBytes { body in
                 respond(.ok, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
                         body: body, isHead: isHead, keepAlive: keepAlive)

@@ -8,8 +8,12 @@ extension Connection {
             case .text(let payload):
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
-                    server.chat.receive(payload, from: id, now: now)
-                    if server.chat.deadlinesChanged { server.armMatchTimer() }
+                    if isHostedElsewhere {
+                        forwardToHome(.text(Array(payload)))
+                    } else {
+                        server.chat.receive(payload, from: id, now: now)
+                        if server.chat.deadlinesChanged { server.armMatchTimer() }
+                    }
                 } else {
                     sendFrame(.text, payload)
                 }
@@ -17,6 +21,8 @@ extension Connection {
                 server.metrics.framesIn &+= 1
                 if phase != .chat {
                     sendFrame(.binary, UnsafeRawBufferPointer(payload))
+                } else if isHostedElsewhere {
+                    forwardToHome(.binary(Array(payload)))
                 } else if server.chat.isV2(id) {
                     // Version 2: an image for an accepted offer (B.3), or a `bad_request`.
                     server.chat.receiveBinary(payload, from: id, now: now)
@@ -29,7 +35,9 @@ extension Connection {
             case .skippedBinary:
                 // Only a version 2 chat session has an allowance below its limit: a binary message it did not expect.
                 server.metrics.framesIn &+= 1
-                if phase == .chat { server.chat.refuseBinary(from: id, now: now) }
+                if phase == .chat {
+                    if isHostedElsewhere { forwardToHome(.skippedBinary) } else { server.chat.refuseBinary(from: id, now: now) }
+                }
             case .sendPong(let payload):
                 sendFrame(.pong, payload)
             case .closeReceived(let received, let reply):
@@ -47,6 +55,11 @@ extension Connection {
                 finish()
             }
         }
+    }
+
+    /// A message of a member whose chat is on another node: to that node, as it came (the rules run there).
+    private func forwardToHome(_ record: ClusterRecord) {
+        server.cluster?.forward(id, record)
     }
 
     @inline(__always)

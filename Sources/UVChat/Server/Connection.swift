@@ -54,6 +54,12 @@ final class Connection: Socket {
         set { ownerBits = ownerBits & ~3 | newValue.rawValue }
     }
 
+    /// A cluster member whose chat is on another node (`ClusterNode`): its messages go there, not to the chat here.
+    var isHostedElsewhere: Bool {
+        get { ownerBits & 8 != 0 }
+        set { ownerBits = newValue ? ownerBits | 8 : ownerBits & ~8 }
+    }
+
     /// Counted in the server's open HTTP connections of its address (the per-address cap before the upgrade).
     var countedAsHTTP: Bool {
         get { ownerBits & 4 != 0 }

@@ -8,6 +8,8 @@ final class ConnectionTable {
     private var slots: [Unmanaged<Connection>?] = []
     private var freeSlots: [UInt32] = []
     private(set) var count = 0
+    /// A cluster node's stubs hold slots with no connection (`ClusterNode`); the outbox sends their frames there.
+    var cluster: ClusterNode?
 
     func reserve() -> PeerID {
         if let free = freeSlots.popLast() { return PeerID(rawValue: free) }
@@ -42,6 +44,15 @@ final class ConnectionTable {
         slots[Int(peer.rawValue)].unsafelyUnwrapped._withUnsafeGuaranteedRef(body)
     }
 
+    /// The slot's connection, if one is open there (a stub's slot, or an away side's, has none).
+    @inline(__always)
+    func slot(_ peer: PeerID) -> Unmanaged<Connection>? { slots[Int(peer.rawValue)] }
+
+    func ifOpen(_ peer: PeerID, _ body: (Connection) -> Void) {
+        guard Int(peer.rawValue) < slots.count, let conn = slots[Int(peer.rawValue)] else { return }
+        conn._withUnsafeGuaranteedRef(body)
+    }
+
     /// Every open connection, for the sweep, the drain and the metrics.
     func forEach(_ body: (Connection) -> Void) {
         var i = 0
@@ -58,16 +69,22 @@ final class ConnectionTable {
 struct ConnectionOutbox: ChatOutbox {
     unowned(unsafe) let connections: ConnectionTable
 
+    // A peer with no connection in its slot is a cluster stub (`ClusterNode.toStub`): its frames go to its node.
+
     @inline(__always)
     func send(_ frame: [UInt8], to peer: PeerID) -> Int {
-        connections.with(peer) { conn in
+        guard let conn = connections.slot(peer) else { return toStub(peer) { $0.append(contentsOf: frame) } }
+        return conn._withUnsafeGuaranteedRef { conn in
             conn.sendPrebuilt(frame)
             return conn.outstandingBytes
         }
     }
 
     func sendText(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
-        connections.with(peer) { conn in
+        guard let conn = connections.slot(peer) else {
+            return toStub(peer) { WebSocketFrameEncoder.appendFrame(opcode: .text, payload: payload, into: &$0) }
+        }
+        return conn._withUnsafeGuaranteedRef { conn in
             conn.sendFrame(.text, payload)
             return conn.outstandingBytes
         }
@@ -75,7 +92,10 @@ struct ConnectionOutbox: ChatOutbox {
 
     @inline(__always)
     func relay(escapedText: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
-        connections.with(peer) { conn in
+        guard let conn = connections.slot(peer) else {
+            return toStub(peer) { ChatEventEncoder.messageFrame(escapedText: escapedText, into: &$0) }
+        }
+        return conn._withUnsafeGuaranteedRef { conn in
             conn.prepareOutput()
             ChatEventEncoder.messageFrame(escapedText: escapedText, into: &conn.output)
             conn.server.metrics.framesOut &+= 1
@@ -86,7 +106,10 @@ struct ConnectionOutbox: ChatOutbox {
 
     @inline(__always)
     func relay(escapedText: UnsafeRawBufferPointer, seq: UInt64, to peer: PeerID) -> Int {
-        connections.with(peer) { conn in
+        guard let conn = connections.slot(peer) else {
+            return toStub(peer) { ChatEventEncoder.messageFrame(escapedText: escapedText, seq: seq, into: &$0) }
+        }
+        return conn._withUnsafeGuaranteedRef { conn in
             conn.prepareOutput()
             ChatEventEncoder.messageFrame(escapedText: escapedText, seq: seq, into: &conn.output)
             conn.server.metrics.framesOut &+= 1
@@ -96,20 +119,43 @@ struct ConnectionOutbox: ChatOutbox {
     }
 
     func sendBinary(_ payload: UnsafeRawBufferPointer, to peer: PeerID) -> Int {
-        connections.with(peer) { conn in
+        guard let conn = connections.slot(peer) else {
+            return toStub(peer) { WebSocketFrameEncoder.appendFrame(opcode: .binary, payload: payload, into: &$0) }
+        }
+        return conn._withUnsafeGuaranteedRef { conn in
             conn.sendFrame(.binary, payload)
             return conn.outstandingBytes
         }
     }
 
     func allowBinary(_ bytes: Int, from peer: PeerID) {
-        connections.with(peer) { $0.session?.allowBinary(bytes) }
+        guard let conn = connections.slot(peer) else {
+            connections.cluster?.toStubNode(peer, .allowBinary(bytes))
+            return
+        }
+        conn._withUnsafeGuaranteedRef { $0.session?.allowBinary(bytes) }
     }
 
-    func release(_ peer: PeerID) { connections.releaseHeld(peer) }
+    func release(_ peer: PeerID) {
+        if let cluster = connections.cluster, cluster.isStub(peer) { return cluster.freeStub(peer) }
+        connections.releaseHeld(peer)
+    }
 
     func close(_ peer: PeerID, _ reason: ChatCloseReason) {
-        connections.with(peer) { close($0, reason) }
+        guard let conn = connections.slot(peer) else {
+            connections.cluster?.closeStub(peer, reason)
+            return
+        }
+        conn._withUnsafeGuaranteedRef { close($0, reason) }
+    }
+
+    func handBack(_ peer: PeerID, interests: [String], images: Bool, recent: [UInt32]) {
+        connections.cluster?.handBackStub(peer, interests: interests, images: images, recent: recent)
+    }
+
+    @inline(never)
+    private func toStub(_ peer: PeerID, _ build: (inout [UInt8]) -> Void) -> Int {
+        connections.cluster?.toStub(peer, build) ?? 0
     }
 
     private func close(_ conn: Connection, _ reason: ChatCloseReason) {

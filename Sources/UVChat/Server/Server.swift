@@ -11,7 +11,7 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 }
 
 public final class Server {
-    typealias Chat = ChatService<ConnectionOutbox, LocalRouting>
+    typealias Chat = ChatService<ConnectionOutbox, ClusterRouting>
 
     let config: ServerConfiguration
     let loop: EventLoop
@@ -28,6 +28,8 @@ public final class Server {
     /// Tokens and identity cookies, checked at each upgrade and status request.
     let identity: IdentityResolver
     private var listener: Listener!
+    /// With `--redis`: this process as one node of a cluster.
+    private(set) var cluster: ClusterNode?
 
     // Settings the connections read often, in loop units.
     let closeTimeoutMillis: UInt64
@@ -66,7 +68,8 @@ public final class Server {
         clock = HTTPClock(now: time(nil))
         prebuilt = PrebuiltResponses(staticFiles, headers: SecurityHeaders.all, date: clock.date)
         chat = Chat(settings: configuration.chatSettings, outbox: ConnectionOutbox(connections: connections),
-                    routing: LocalRouting(interestTimeoutNanos: configuration.interestTimeout.nanoseconds),
+                    routing: ClusterRouting(interestTimeoutNanos: configuration.interestTimeout.nanoseconds,
+                                            enabled: configuration.redis != nil),
                     unixTime: { UInt64(time(nil)) })
         var cookieKeys = configuration.identitySecrets
         if cookieKeys.isEmpty {
@@ -106,11 +109,23 @@ public final class Server {
                             onEvent: { [unowned self] event in listenerEvent(event) })
         let inherited = SocketActivation.inheritedDescriptors()
         if inherited.isEmpty {
-            logListening(host: config.host, port: try listener.listen(host: config.host, port: config.port))
+            logListening(host: config.host, port: try listener.listen(host: config.host, port: config.port,
+                                                                          reusePort: config.reusePort))
         } else {
             for fd in inherited { logListening(host: "inherited fd \(fd)", port: try listener.adopt(fd)) }
         }
         try loop.start()
+        if let endpoint = config.redis {
+            var random = SystemRandomNumberGenerator()
+            let name = config.nodeID ?? String(random.next() as UInt64, radix: 16)
+            let node = ClusterNode(server: self, endpoint: endpoint, name: name)
+            cluster = node
+            connections.cluster = node
+            chat.seedSerials(UInt32.random(in: 1...UInt32.max, using: &random))
+            loop.beforeFlush = { [unowned node] in node.pump() }
+            try node.start()
+            logger.log(.info, "cluster node", ["node": name, "redis": endpoint.description])
+        }
         timers.append(try loop.repeatingTimer(every: Server.lagProbeMillis) { [unowned self] in tick() })
         let sweepEvery = max(10, min(1000, min(handshakeTimeoutMillis, pingIntervalMillis, pairedPingIntervalMillis,
                                                closeTimeoutMillis) / 4))
@@ -279,6 +294,7 @@ public final class Server {
         notifier.notify("STOPPING=1\n" + statusLine())
         logger.log(.info, "draining", ["signal": signal, "connections": String(connections.count)])
         listener.close()
+        cluster?.beginDrain()
         // Messages already in the kernel's buffers were sent while their chats were open: they are read and relayed
         // before any chat connection is closed (the signal may have been seen first in this loop iteration).
         connections.forEach { conn in
@@ -294,7 +310,11 @@ public final class Server {
                 if let http = conn.http, !http.headInProgress {
                     http.deadline = min(http.deadline, now + Server.drainHTTPGraceMillis)
                 }
-            case .chat, .echo:
+            case .chat:
+                // In a cluster a version 2 client reconnects (through the load balancer, to another node): 1012.
+                let restart = cluster != nil && chat.isMember(conn.id) && chat.isV2(conn.id)
+                conn.closeWebSocket(restart ? .serviceRestart : .goingAway)
+            case .echo:
                 conn.closeWebSocket(.goingAway)
             case .closing:
                 break
@@ -325,6 +345,8 @@ public final class Server {
         signals.removeAll()
         notifier.close()
         listener.close()
+        cluster?.close()
+        loop.beforeFlush = nil
         loop.stop()
         logger.log(.info, "stopped", ["pairs": String(chat.counters.pairsMade),
                                       "relayed": String(chat.counters.messagesRelayed)])
@@ -360,8 +382,16 @@ public final class Server {
                                                         bansTotal: chat.moderation.bansTotal,
                                                         quarantinesTotal: chat.moderation.quarantinesTotal),
                                       draining: isDraining)
-        metricsCache.store(text, at: now)
-        return text
+        let all = cluster.map { text + $0.metricsText() } ?? text
+        metricsCache.store(all, at: now)
+        return all
+    }
+
+    /// `/healthz`: still 200 while the cluster is out of reach (this node serves alone), but it says so.
+    var healthBody: StaticString {
+        if isDraining { return "draining" }
+        if let cluster, !cluster.isJoined { return "degraded" }
+        return "ok"
     }
 }
 

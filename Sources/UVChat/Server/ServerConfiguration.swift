@@ -63,6 +63,15 @@ public struct ServerConfiguration: Sendable {
     public var allowedOrigins: [String] = []     // empty: any Origin
     public var trustedProxies: [ClientAddress] = []   // peers whose X-Forwarded-For is believed
 
+    // Cluster (README, "Running a cluster")
+    public var redis: RedisEndpoint? = nil      // the shared queue and relay; nil: a single process, no Redis code runs
+    public var redisUser: String? = nil         // an ACL user (Redis 6 and later)
+    public var redisPassword: Secret? = nil    // read from a file (--redis-password-file), never from the command line
+    public var nodeID: String? = nil            // this node's name in Redis; nil: random at each start
+    public var reusePort = false                // SO_REUSEPORT: several processes share the port
+    public var clusterHeartbeat: Duration = .seconds(1)
+    public var clusterNodeTimeout: Duration = .seconds(4)   // a node silent this long is reaped by the others
+
     // Operations
     public var drainTimeout: Duration = .seconds(10)
     public var logLevel = LogLevel.info

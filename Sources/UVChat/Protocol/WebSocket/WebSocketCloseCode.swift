@@ -13,6 +13,8 @@ public struct WebSocketCloseCode: RawRepresentable, Equatable, Hashable, Sendabl
     static let policyViolation = WebSocketCloseCode(rawValue: 1008)
     static let messageTooBig = WebSocketCloseCode(rawValue: 1009)
     static let internalError = WebSocketCloseCode(rawValue: 1011)
+    /// The server restarts (a cluster node drains): reconnect, to another node, and resume.
+    static let serviceRestart = WebSocketCloseCode(rawValue: 1012)
     static let tryAgainLater = WebSocketCloseCode(rawValue: 1013)
     /// PROTOCOL.md version 2: this chat was resumed on another connection.
     static let resumedElsewhere = WebSocketCloseCode(rawValue: 4001)

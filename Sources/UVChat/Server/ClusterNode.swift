@@ -1,0 +1,552 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A node of a cluster (`--redis`): the glue between the chat service's cluster entry points, Redis (two
+/// connections: commands, and the subscription to this node's channel) and the other nodes (`ClusterWire`).
+///
+/// - The queue: `ClusterRouting`'s ops become `FCALL`s of `ClusterFunctions`; their answers pair clients here, or
+///   make a stub for another node's client (this node is then the chat's home), or hand a client to its home.
+/// - The relay: frames for a stub and messages of a member whose chat is elsewhere are gathered per node and sent
+///   as one PUBLISH per node per loop iteration (from the loop's flush, before the sockets are written).
+/// - Liveness: a heartbeat every `--cluster-heartbeat-seconds` registers this node, reaps silent ones and brings
+///   back the cluster's online count and its live nodes; a chat with a node that is gone ends (`partner_left`).
+/// - Redis lost: the node goes on alone (local pairing and relay; `/healthz` says `degraded`), its cross-node chats
+///   end, and it rejoins when Redis answers again.
+final class ClusterNode {
+    unowned let server: Server
+    let name: String
+    private let commands: RedisClient
+    private let subscriber: RedisClient
+    private let channel: String
+    private let timeoutMillis: UInt64
+    private var heartbeatTimer: LoopTimer?
+    private var functionLoaded = false
+    /// The last heartbeat was answered: this node is registered.
+    private var registered = false
+    private var heartbeatInFlight = false
+    private var closing = false
+    /// Mirrors `ClusterRouting.clustered`: the outbox calls in here in the middle of a chat call, when the chat
+    /// itself may not be read.
+    private var clustered = false
+
+    /// Other nodes, interned: stubs and batches name them by index.
+    private var nodeNames: [String] = []
+    private var nodeIndex: [String: Int] = [:]
+    private var channels: [[UInt8]] = []
+    private var batches: [[UInt8]] = []
+    private var lastFrames: [Int] = []
+    private var dirtyNodes: [Int] = []
+    private var liveNodes: Set<String> = []
+
+    /// A stub: another node's client whose chat is here. Named there by its slot and paired entry.
+    struct StubKey: Hashable {
+        var node: Int
+        var slot: UInt32
+        var entry: UInt64
+    }
+    private var stubs: [StubKey: PeerID] = [:]
+    private var stubKeys: [UInt32: StubKey] = [:]
+    private var scratch: [UInt8] = []
+
+    // Metrics.
+    private(set) var roundTrips: UInt64 = 0
+    private(set) var roundTripMicros: UInt64 = 0
+    private(set) var reapedNodes: UInt64 = 0
+    private(set) var recordsOut: UInt64 = 0
+    private(set) var recordsIn: UInt64 = 0
+    private(set) var publishes: UInt64 = 0
+    private(set) var degradedSince: UInt64 = 0
+    private(set) var clusterOnline = 0
+
+    init(server: Server, endpoint: RedisEndpoint, name: String) {
+        self.server = server
+        self.name = name
+        channel = "uvchat:n:\(name)"
+        let config = server.config
+        timeoutMillis = max(500, config.clusterNodeTimeout.loopMillis)
+        let password = config.redisPassword?.bytesForParsing
+        commands = RedisClient(loop: server.loop, endpoint: endpoint, name: "uvchat-\(name)", user: config.redisUser,
+                               password: password, timeoutMillis: timeoutMillis)
+        subscriber = RedisClient(loop: server.loop, endpoint: endpoint, name: "uvchat-\(name)-sub", user: config.redisUser,
+                                 password: password, timeoutMillis: timeoutMillis)
+    }
+
+    /// Connected, registered and subscribed: the node is part of the cluster.
+    var isJoined: Bool { clustered && registered && commands.state == .ready && subscriber.state == .ready }
+    var reconnects: UInt64 { commands.reconnects + subscriber.reconnects }
+    var stubCount: Int { stubs.count }
+
+    func start() throws {
+        commands.onReady = { [unowned self] in commandsReady() }
+        commands.onDown = { [unowned self] reason in redisLost("commands", reason) }
+        subscriber.onReady = { [unowned self] in
+            server.logger.log(.info, "cluster subscribed", ["node": name])
+        }
+        subscriber.onDown = { [unowned self] reason in redisLost("subscription", reason) }
+        subscriber.onMessage = { [unowned self] _, payload in received(payload) }
+        subscriber.subscribe(channel)
+        commands.connect()
+        subscriber.connect()
+        heartbeatTimer = try server.loop.repeatingTimer(every: server.config.clusterHeartbeat.loopMillis) { [unowned self] in
+            heartbeat()
+        }
+        degradedSince = server.loop.nowMillis
+    }
+
+    // MARK: - Redis up and down
+
+    private func commandsReady() {
+        let started = server.loop.nowMillis
+        commands.send([b("FUNCTION"), b("LOAD"), b("REPLACE"), Array(ClusterFunctions.library.utf8)]) { [unowned self] reply in
+            if case .error(let message) = reply {
+                // Without the library there is no shared queue: the node stays on its own and says why.
+                server.logger.log(.error, "cluster: loading the queue functions failed", ["error": message])
+                return
+            }
+            observeRoundTrip(since: started)
+            functionLoaded = true
+            heartbeat()
+        }
+    }
+
+    private func redisLost(_ which: String, _ reason: String) {
+        server.logger.log(.warn, "cluster: Redis connection lost; pairing locally", ["connection": which, "reason": reason])
+        if which == "commands" { functionLoaded = false }
+        registered = false
+        heartbeatInFlight = false
+        // A subscription that died lost messages; a command connection that died cannot queue: either way the
+        // cross-node chats are over and the queue is local until both are back.
+        if which == "commands" { subscriber.dropConnection("commands lost") } else { commands.dropConnection("subscription lost") }
+        leaveCluster(now: server.loop.nowMillis)
+    }
+
+    /// Alone from now on: waiters queue here, cross-node chats end.
+    private func leaveCluster(now: UInt64) {
+        if degradedSince == 0 { degradedSince = now }
+        if server.chat.routing.clustered { server.chat.setClustered(false, now: now) }
+        clustered = false
+        endChats(now: now) { _ in true }
+        for i in batches.indices { batches[i].removeAll(keepingCapacity: false) }
+        dirtyNodes.removeAll()
+        server.armMatchTimer()
+    }
+
+    private func heartbeat() {
+        let now = server.loop.nowMillis
+        commands.healthCheck(now: now)
+        subscriber.healthCheck(now: now)
+        guard !closing, functionLoaded, commands.state == .ready, !heartbeatInFlight else { return }
+        heartbeatInFlight = true
+        let sent = commands.send([b("FCALL"), b("uvchat_heartbeat"), b("0"), b(name), b(String(timeoutMillis)),
+                                  b(String(server.chat.memberCount))]) { [unowned self] reply in
+            heartbeatInFlight = false
+            observeRoundTrip(since: now)
+            heartbeatAnswered(reply)
+        }
+        if !sent { heartbeatInFlight = false }
+    }
+
+    private func heartbeatAnswered(_ reply: RedisValue) {
+        let now = server.loop.nowMillis
+        guard let items = reply.array, items.count == 4, let present = items[0].integer, let total = items[1].integer,
+              let live = items[2].array, let reaped = items[3].array else {
+            server.logger.log(.warn, "cluster: heartbeat failed", ["reply": reply.isError ? (reply.text ?? "error") : "malformed"])
+            return
+        }
+        if present == 0 && registered {
+            // The others took this node for dead (a pause, a cut): its entries and its chats are gone there.
+            server.logger.log(.warn, "cluster: this node was reaped; rejoining", ["node": name])
+            leaveCluster(now: now)
+        }
+        registered = true
+        reapedNodes &+= UInt64(reaped.count)
+        for node in reaped {
+            if let n = node.text { server.logger.log(.info, "cluster: reaped a silent node", ["node": n]) }
+        }
+        liveNodes = Set(live.compactMap(\.text))
+        clusterOnline = Int(total)
+        server.chat.remoteOnline = max(0, Int(total) - server.chat.memberCount)
+        if !server.chat.routing.clustered && subscriber.state == .ready {
+            server.chat.setClustered(true, now: now)
+            clustered = true
+            degradedSince = 0
+            server.logger.log(.info, "cluster: joined", ["node": name, "nodes": String(liveNodes.count)])
+        }
+        endChats(now: now) { [liveNodes] node in !liveNodes.contains(node) }
+        server.armMatchTimer()
+    }
+
+    private func observeRoundTrip(since: UInt64) {
+        roundTrips &+= 1
+        roundTripMicros &+= (server.loop.nowMillis &- since) &* 1000
+    }
+
+    /// Every cross-node chat with a node for which `isGone` holds ends: stubs leave (their partners here hear
+    /// `partner_left`), members whose chat was there hear `partner_left`.
+    private func endChats(now: UInt64, _ isGone: (String) -> Bool) {
+        for (key, stub) in stubs where isGone(nodeNames[key.node]) {
+            server.chat.leave(stub, now: now)
+            freeStub(stub)
+        }
+        for peer in server.chat.routing.hostedOn(isGone) {
+            setHosted(peer, false)
+            server.chat.hostedChatEnded(peer, notify: true, now: now)
+        }
+    }
+
+    // MARK: - Ops and batches (once per loop iteration)
+
+    /// Sends what the chat asked of the cluster since the last pass, then one PUBLISH per node with records.
+    func pump() {
+        while !server.chat.routing.ops.isEmpty {
+            var ops: [ClusterRouting.Op] = []
+            swap(&ops, &server.chat.routing.ops)
+            for op in ops { perform(op) }
+        }
+        guard !dirtyNodes.isEmpty else { return }
+        for n in dirtyNodes where !batches[n].isEmpty {
+            if commands.state == .ready {
+                commands.send([b("PUBLISH"), channels[n], batches[n]], nil)
+                publishes &+= 1
+            }
+            batches[n].removeAll(keepingCapacity: batches[n].count <= 64 * 1024)
+            lastFrames[n] = -1
+        }
+        dirtyNodes.removeAll(keepingCapacity: true)
+    }
+
+    private func perform(_ op: ClusterRouting.Op) {
+        let now = server.loop.nowMillis
+        switch op {
+        case .enqueue(let peer, let w, let replacing):
+            let profile = server.chat.clusterProfile(of: peer)
+            let args: [[UInt8]] = [
+                b("FCALL"), b("uvchat_enqueue"), b("0"), b(name), b(ClusterMatch.name(node: name, entry: w.entry)),
+                b(String(peer.rawValue)), b(w.interests.joined(separator: "\n")), b(String(w.serial)),
+                b(w.avoid.map(String.init).joined(separator: ",")), b(w.identity == 0 ? "" : String(w.identity)),
+                b(w.avoidIdentities.map(String.init).joined(separator: ",")), b(ClusterNode.poolName(w.pool)),
+                b(profile.text), b(replacing.map { ClusterMatch.name(node: name, entry: $0) } ?? ""),
+            ]
+            let sent = commands.send(args) { [unowned self] reply in
+                observeRoundTrip(since: now)
+                queueAnswered(peer, entry: w.entry, reply)
+            }
+            if !sent { queueUnavailable() }
+        case .dequeue(let entry):
+            commands.send([b("FCALL"), b("uvchat_dequeue"), b("0"), b(ClusterMatch.name(node: name, entry: entry))], nil)
+        case .expire(let peer, let entry):
+            let sent = commands.send([b("FCALL"), b("uvchat_expire"), b("0"),
+                                      b(ClusterMatch.name(node: name, entry: entry))]) { [unowned self] reply in
+                observeRoundTrip(since: now)
+                queueAnswered(peer, entry: entry, reply)
+            }
+            if !sent { queueUnavailable() }
+        case .ended(let peer, let hosting, let dropped):
+            record(to: hosting.node, ClusterEnvelope(slot: peer.rawValue, entry: hosting.entry, .gone(dropped: dropped)))
+        }
+    }
+
+    /// Redis refused a command (down, or its output over the bound): the node carries on alone.
+    private func queueUnavailable() {
+        guard server.chat.routing.clustered else { return }
+        commands.dropConnection("the queue is unreachable")
+    }
+
+    static func poolName(_ pool: PairingPool) -> String {
+        switch (pool.group, pool.quarantined) {
+        case (nil, false): "m"
+        case (nil, true): "q"
+        case (let g?, false): "g:" + g
+        case (let g?, true): "q:" + g
+        }
+    }
+
+    /// What Redis did with a queue call of `peer`'s wait `entry`.
+    private func queueAnswered(_ peer: PeerID, entry: UInt64, _ value: RedisValue) {
+        let now = server.loop.nowMillis
+        switch ClusterQueueReply(value) {
+        case .waiting:
+            if server.chat.routing.isWaiting(peer, entry: entry) { server.chat.clusterWaiting(peer, now: now) }
+        case .gone:
+            return
+        case .failed:
+            if case .error(let message) = value {
+                server.logger.log(.warn, "cluster: a queue call failed", ["error": message])
+            }
+            if server.chat.routing.isWaiting(peer, entry: entry) { queueUnavailable() }
+        case .paired(let match):
+            let mine = server.chat.routing.isWaiting(peer, entry: entry)
+            if match.node == name {
+                let other = PeerID(rawValue: match.slot)
+                let theirs = server.chat.routing.isWaiting(other, entry: match.entry)
+                if mine && theirs {
+                    let (a, b) = match.partnerIsOlder ? (other, peer) : (peer, other)
+                    server.chat.clusterPaired(a, b, common: match.common, random: match.random, now: now)
+                } else if mine {
+                    server.chat.routing.took(peer)
+                    server.chat.requeue(peer, now: now)
+                } else if theirs {
+                    server.chat.routing.took(other)
+                    server.chat.requeue(other, now: now)
+                }
+            } else if !mine {
+                // The one who made the pair is gone: the other goes back to the queue on its node.
+                record(to: match.node, ClusterEnvelope(slot: match.slot, entry: match.entry, .requeue))
+            } else {
+                let stub = makeStub(node: match.node, slot: match.slot, entry: match.entry)
+                // The adoption goes first: the frames of the pairing follow it in the same message.
+                record(to: match.node, ClusterEnvelope(slot: match.slot, entry: match.entry, .adopt))
+                server.chat.joinStub(stub, address: match.profile.address, version: match.profile.version,
+                                     images: match.profile.images, serial: match.serial, interests: match.interests,
+                                     now: now)
+                let (a, b) = match.partnerIsOlder ? (stub, peer) : (peer, stub)
+                server.chat.clusterPaired(a, b, common: match.common, random: match.random, now: now)
+            }
+            if server.chat.deadlinesChanged { server.armMatchTimer() }
+        }
+    }
+
+    // MARK: - Stubs (this node is the chat's home)
+
+    private func makeStub(node: String, slot: UInt32, entry: UInt64) -> PeerID {
+        let stub = server.connections.reserve()
+        let key = StubKey(node: index(of: node), slot: slot, entry: entry)
+        stubs[key] = stub
+        stubKeys[stub.rawValue] = key
+        return stub
+    }
+
+    func isStub(_ peer: PeerID) -> Bool { stubKeys[peer.rawValue] != nil }
+
+    /// The stub is out of the chat: its slot goes back to the table.
+    func freeStub(_ peer: PeerID) {
+        guard let key = stubKeys.removeValue(forKey: peer.rawValue) else { return }
+        stubs[key] = nil
+        server.connections.release(peer)
+    }
+
+    /// Frames for a stub: built by `build`, appended to its node's batch. Returns the bytes waiting (none here: the
+    /// client's own node holds its socket and enforces its outgoing cap).
+    func toStub(_ peer: PeerID, _ build: (inout [UInt8]) -> Void) -> Int {
+        guard let key = stubKeys[peer.rawValue] else { return 0 }
+        scratch.removeAll(keepingCapacity: true)
+        build(&scratch)
+        let n = key.node
+        open(n)
+        scratch.withUnsafeBytes {
+            ClusterWire.appendFrames(slot: key.slot, entry: key.entry, $0, lastRecordAt: &lastFrames[n], into: &batches[n])
+        }
+        recordsOut &+= 1
+        return 0
+    }
+
+    /// A record about a stub to its node (its chat ended here, or it may send an image).
+    func toStubNode(_ peer: PeerID, _ record: ClusterRecord) {
+        guard let key = stubKeys[peer.rawValue] else { return }
+        self.record(to: key.node, ClusterEnvelope(slot: key.slot, entry: key.entry, record))
+    }
+
+    /// The service closed a stub (slow consumer, banned, resumed elsewhere): its node closes the socket.
+    func closeStub(_ peer: PeerID, _ reason: ChatCloseReason) {
+        switch reason {
+        case .slowConsumer: toStubNode(peer, .close(code: 1008, reason: ""))
+        case .resumedElsewhere: toStubNode(peer, .close(code: 4001, reason: ""))
+        case .banned: toStubNode(peer, .close(code: 1008, reason: "banned"))
+        }
+        freeStub(peer)
+    }
+
+    func handBackStub(_ peer: PeerID, interests: [String], images: Bool, recent: [UInt32]) {
+        toStubNode(peer, .handBack(interests: interests, images: images, recent: recent))
+        freeStub(peer)
+    }
+
+    // MARK: - Members whose chat is elsewhere (this node owns the socket)
+
+    /// A message of a member whose chat is on another node goes there as it came.
+    func forward(_ peer: PeerID, _ record: ClusterRecord) {
+        guard let hosting = server.chat.routing.hosted[peer] else { return }
+        self.record(to: hosting.node, ClusterEnvelope(slot: peer.rawValue, entry: hosting.entry, record))
+    }
+
+    private func setHosted(_ peer: PeerID, _ on: Bool) {
+        server.connections.ifOpen(peer) { $0.isHostedElsewhere = on }
+    }
+
+    // MARK: - Records in and out
+
+    private func index(of node: String) -> Int {
+        if let i = nodeIndex[node] { return i }
+        let i = nodeNames.count
+        nodeNames.append(node)
+        nodeIndex[node] = i
+        channels.append(Array("uvchat:n:\(node)".utf8))
+        batches.append([])
+        lastFrames.append(-1)
+        return i
+    }
+
+    private func open(_ n: Int) {
+        if batches[n].isEmpty {
+            ClusterWire.begin(from: name, into: &batches[n])
+            dirtyNodes.append(n)
+            lastFrames[n] = -1
+        }
+    }
+
+    private func record(to node: String, _ envelope: ClusterEnvelope) {
+        record(to: index(of: node), envelope)
+    }
+
+    private func record(to n: Int, _ envelope: ClusterEnvelope) {
+        guard clustered else { return }
+        open(n)
+        ClusterWire.append(envelope, into: &batches[n])
+        lastFrames[n] = -1
+        recordsOut &+= 1
+    }
+
+    private func received(_ payload: UnsafeRawBufferPointer) {
+        guard clustered, let (from, records) = ClusterWire.decode(payload) else { return }
+        let now = server.loop.nowMillis
+        let node = index(of: from)
+        recordsIn &+= UInt64(records.count)
+        for envelope in records { dispatch(envelope, from: from, node: node, now: now) }
+        if server.chat.deadlinesChanged { server.armMatchTimer() }
+    }
+
+    private func dispatch(_ e: ClusterEnvelope, from: String, node: Int, now: UInt64) {
+        let peer = PeerID(rawValue: e.slot)
+        switch e.record {
+        // To the home: about a stub here.
+        case .text(let bytes):
+            guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return chatGone(e, node) }
+            bytes.withUnsafeBytes { server.chat.receive($0, from: stub, now: now) }
+        case .binary(var bytes):
+            guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return chatGone(e, node) }
+            bytes.withUnsafeMutableBytes { server.chat.receiveBinary($0, from: stub, now: now) }
+        case .skippedBinary:
+            guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return }
+            server.chat.refuseBinary(from: stub, now: now)
+        case .gone(let dropped):
+            guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return }
+            if dropped { server.chat.drop(stub, now: now) } else { server.chat.leave(stub, now: now) }
+            if !server.chat.isHeld(stub) { freeStub(stub) }
+        case .attach:
+            return   // resuming on another node than the chat's home: not yet (the client gets resume_failed there)
+        // To the owner: about a member here.
+        case .adopt:
+            if server.chat.routing.isWaiting(peer, entry: e.entry) {
+                server.chat.hostedElsewhere(peer, on: from, entry: e.entry)
+                setHosted(peer, true)
+            } else {
+                record(to: node, ClusterEnvelope(slot: e.slot, entry: e.entry, .gone(dropped: false)))
+            }
+        case .requeue:
+            if server.chat.routing.isWaiting(peer, entry: e.entry) {
+                server.chat.routing.took(peer)
+                server.chat.requeue(peer, now: now)
+            }
+        case .frames(let bytes):
+            guard isHosted(peer, on: from, entry: e.entry) else {
+                return record(to: node, ClusterEnvelope(slot: e.slot, entry: e.entry, .gone(dropped: false)))
+            }
+            server.connections.ifOpen(peer) { conn in
+                conn.sendPrebuilt(bytes)
+                if conn.outstandingBytes > server.config.outgoingCap {
+                    conn.closeWebSocket(.policyViolation, dropPending: true)
+                }
+            }
+        case .allowBinary(let n):
+            guard isHosted(peer, on: from, entry: e.entry) else { return }
+            server.connections.ifOpen(peer) { $0.session?.allowBinary(n) }
+        case .handBack(let interests, let images, let recent):
+            guard isHosted(peer, on: from, entry: e.entry) else { return }
+            setHosted(peer, false)
+            server.chat.returned(peer, interests: interests, images: images, recent: recent, now: now)
+        case .close(let code, let reason):
+            guard isHosted(peer, on: from, entry: e.entry) else { return }
+            setHosted(peer, false)
+            server.chat.hostedChatEnded(peer, notify: code == 0, now: now)
+            guard code != 0 else { return }
+            server.connections.ifOpen(peer) { conn in
+                if code == 4001 {
+                    conn.closeWebSocket(.resumedElsewhere, dropPending: true)
+                } else if reason == "banned" {
+                    server.metrics.banCloses &+= 1
+                    conn.closeWebSocket(.policyViolation, reason: "banned")
+                } else {
+                    conn.closeWebSocket(.policyViolation, dropPending: true)
+                }
+            }
+        }
+    }
+
+    private func isHosted(_ peer: PeerID, on node: String, entry: UInt64) -> Bool {
+        guard let h = server.chat.routing.hosted[peer] else { return false }
+        return h.node == node && h.entry == entry
+    }
+
+    /// A message for a stub this home no longer has: the chat is over, its owner tells the client.
+    private func chatGone(_ e: ClusterEnvelope, _ node: Int) {
+        record(to: node, ClusterEnvelope(slot: e.slot, entry: e.entry, .close(code: 0, reason: "")))
+    }
+
+    // MARK: - Drain and stop
+
+    /// The node drains: it leaves the queue at once (the others see it gone at their next heartbeat), and the
+    /// remote partners of its clients hear `partner_left`.
+    func beginDrain() {
+        for (_, stub) in stubs { toStubNode(stub, .close(code: 0, reason: "")) }
+        if commands.state == .ready {
+            commands.send([b("FCALL"), b("uvchat_leave"), b("0"), b(name)], nil)
+        }
+        pump()
+    }
+
+    func close() {
+        closing = true
+        heartbeatTimer?.close()
+        heartbeatTimer = nil
+        pump()
+        commands.close(gracefully: true)
+        subscriber.close(gracefully: false)
+    }
+
+    // MARK: - Metrics
+
+    func metricsText() -> String {
+        var out = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ value: String) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+        }
+        metric("uvchat_cluster_joined", "gauge", "1 while this node is part of the cluster (Redis reachable, registered).",
+               isJoined ? "1" : "0")
+        metric("uvchat_cluster_online", "gauge", "Members online in the whole cluster, from the last heartbeat.",
+               String(clusterOnline))
+        metric("uvchat_cluster_nodes", "gauge", "Live nodes in the cluster, from the last heartbeat.", String(liveNodes.count))
+        metric("uvchat_cluster_stubs", "gauge", "Clients of other nodes whose chat is on this node.", String(stubs.count))
+        metric("uvchat_cluster_hosted_elsewhere", "gauge", "Clients of this node whose chat is on another node.",
+               String(server.chat.routing.hosted.count))
+        metric("uvchat_redis_round_trips_total", "counter", "Answered Redis queue calls and heartbeats.", String(roundTrips))
+        metric("uvchat_redis_round_trip_seconds_total", "counter",
+               "Time those calls took, at the loop's millisecond resolution.", String(Double(roundTripMicros) / 1e6))
+        metric("uvchat_redis_reconnects_total", "counter", "Connection attempts to Redis after a loss.", String(reconnects))
+        metric("uvchat_redis_refused_commands_total", "counter",
+               "Commands refused because Redis's output buffer was over its bound.",
+               String(commands.refusedCommands + subscriber.refusedCommands))
+        metric("uvchat_cluster_reaped_nodes_total", "counter", "Silent nodes this node reaped.", String(reapedNodes))
+        metric("uvchat_cluster_records_sent_total", "counter", "Cross-node records sent (frames, messages, events).",
+               String(recordsOut))
+        metric("uvchat_cluster_records_received_total", "counter", "Cross-node records received.", String(recordsIn))
+        metric("uvchat_cluster_publishes_total", "counter", "PUBLISH commands (one per node per loop iteration at most).",
+               String(publishes))
+        return out
+    }
+
+    private func b(_ s: String) -> [UInt8] { Array(s.utf8) }
+}
+
+@available(*, unavailable)
+extension ClusterNode: Sendable {}

@@ -1,0 +1,276 @@
+"""Scale-out (issue 18): three uvchatd nodes and one real redis-server behave as one server. Clients speak the
+protocol over real sockets to different nodes; Redis is inspected over its own socket."""
+import random
+import signal
+import time
+
+import pytest
+
+from cluster_helpers import cluster_factory, redis  # noqa: F401 (fixtures)
+from wsclient import RawWS, get, http_exchange
+
+V2 = ["Sec-WebSocket-Protocol: uvchat.2"]
+
+
+def waiting_or_paired(ws):
+    msg = ws.recv_json()
+    assert msg["type"] in ("waiting", "paired"), msg
+    return msg
+
+
+def pair_across(a_node, b_node, path="/ws", headers=None):
+    a = RawWS(a_node.port, path, headers=headers)
+    if headers:
+        a.send_json({"type": "start"})
+    assert a.recv_json()["type"] == "waiting"
+    b = RawWS(b_node.port, path, headers=headers)
+    if headers:
+        b.send_json({"type": "start"})
+    assert b.recv_json()["type"] == "paired"
+    assert a.recv_json()["type"] == "paired"
+    return a, b
+
+
+def test_thousand_messages_each_way_in_order_then_partner_left(cluster_factory):
+    c = cluster_factory(3, extra=["--no-rate-limits"])
+    a, b = pair_across(c.nodes[0], c.nodes[1])
+    n = 1000
+    # Interleaved, without waiting: both directions are in flight at once.
+    for i in range(n):
+        a.send_json({"type": "message", "text": f"a{i}"})
+        b.send_json({"type": "message", "text": f"b{i}"})
+    got_a, got_b = [], []
+    while len(got_b) < n:
+        m = b.recv_json()
+        assert m["type"] == "message", m
+        got_b.append(m["text"])
+    while len(got_a) < n:
+        m = a.recv_json()
+        assert m["type"] == "message", m
+        got_a.append(m["text"])
+    assert got_b == [f"a{i}" for i in range(n)]
+    assert got_a == [f"b{i}" for i in range(n)]
+    # The last messages, then the leaving: partner_left comes after every one of them.
+    for i in range(5):
+        a.send_json({"type": "message", "text": f"last{i}"})
+    a.send_json({"type": "next"})
+    assert [b.recv_json()["text"] for _ in range(5)] == [f"last{i}" for i in range(5)]
+    assert b.recv_json()["type"] == "partner_left"
+    assert a.recv_json()["type"] == "waiting"
+
+
+def test_version2_chat_across_nodes_keeps_seq_and_ids(cluster_factory):
+    c = cluster_factory(2, extra=["--no-rate-limits"])
+    a, b = pair_across(c.nodes[0], c.nodes[1], headers=V2)
+    for i in range(1, 51):
+        a.send_json({"type": "message", "text": f"m{i}", "id": i})
+    seqs = []
+    for i in range(1, 51):
+        m = b.recv_json()
+        assert m["type"] == "message" and m["text"] == f"m{i}", m
+        seqs.append(m["seq"])
+    assert seqs == list(range(1, 51))
+    # The home keeps the sender's id rule: an id that does not grow is refused, across nodes too.
+    a.send_json({"type": "message", "text": "again", "id": 3})
+    m = a.recv_json()
+    assert (m["type"], m["code"]) == ("error", "bad_request"), m
+    b.send_json({"type": "typing", "active": True})
+    assert a.recv_json() == {"type": "typing", "active": True}
+
+
+def test_fifo_across_nodes(cluster_factory):
+    c = cluster_factory(3)
+    clients, firsts = [], []
+    for i in range(10):
+        ws = RawWS(c.nodes[i % 3].port)
+        firsts.append(waiting_or_paired(ws)["type"])
+        clients.append(ws)
+    # Arrival order is pairing order: 0 with 1, 2 with 3, ... whatever node each is on.
+    assert firsts == ["waiting", "paired"] * 5
+    for i in range(0, 10, 2):
+        assert clients[i].recv_json()["type"] == "paired"
+        clients[i].send_json({"type": "message", "text": f"from {i}"})
+        assert clients[i + 1].recv_json() == {"type": "message", "text": f"from {i}"}
+
+
+def test_interests_across_nodes_then_timeout_to_random(cluster_factory):
+    c = cluster_factory(3, extra=["--interest-timeout", "1"])
+    a = RawWS(c.nodes[0].port, "/ws?interests=music,chess")
+    assert a.recv_json()["type"] == "waiting"
+    x = RawWS(c.nodes[1].port, "/ws?interests=cooking")
+    assert x.recv_json()["type"] == "waiting"
+    b = RawWS(c.nodes[2].port, "/ws?interests=chess")
+    assert b.recv_json() == {"type": "paired", "common": ["chess"], "random": False}
+    assert a.recv_json() == {"type": "paired", "common": ["chess"], "random": False}
+    # Nobody shares x's interest: after the timeout (kept by x's own node) it meets a random newcomer elsewhere.
+    time.sleep(1.5)
+    r = RawWS(c.nodes[0].port)
+    assert r.recv_json() == {"type": "paired", "common": [], "random": True}
+    assert x.recv_json() == {"type": "paired", "common": [], "random": True}
+    r.send_json({"type": "message", "text": "hello x"})
+    assert x.recv_json() == {"type": "message", "text": "hello x"}
+
+
+def test_never_self_and_repeat_avoidance_across_nodes(cluster_factory):
+    c = cluster_factory(2)
+    a, b = pair_across(c.nodes[0], c.nodes[1], headers=V2)
+    # a leaves for someone new: b is not paired with a again at once (version 2 repeat avoidance).
+    a.send_json({"type": "next"})
+    assert b.recv_json()["type"] == "partner_left"
+    assert a.recv_json()["type"] == "waiting"
+    b.send_json({"type": "next"})
+    assert b.recv_json()["type"] == "waiting"
+    z = RawWS(c.nodes[1].port, headers=V2)
+    z.send_json({"type": "start"})
+    assert z.recv_json()["type"] == "paired"
+    assert a.recv_json()["type"] == "paired"
+    z.send_json({"type": "message", "text": "to a", "id": 1})
+    m = a.recv_json()
+    assert m["type"] == "message" and m["text"] == "to a"
+
+
+def test_next_storm_and_churn_nothing_misrouted(cluster_factory):
+    """24 clients over three nodes press next and talk at random for a few seconds. Every message names its
+    sender and the sender's pairing count; a receiver must only ever hear the one partner its pairing gave it,
+    whose first message of the pairing says who it is."""
+    c = cluster_factory(3, extra=["--no-rate-limits"])
+    rng = random.Random(18)
+    clients = [RawWS(c.nodes[i % 3].port) for i in range(24)]
+    # "leaving": next was sent and neither waiting nor paired came back yet: the old partner's messages sent before
+    # the server took the next may still arrive (and only its).
+    state = [{"paired": False, "gen": 0, "partner": None, "leaving": False} for _ in clients]
+    violations = []
+    delivered = 0
+
+    def handle(i, m):
+        nonlocal delivered
+        s = state[i]
+        t = m["type"]
+        if t == "paired":
+            s.update(paired=True, gen=s["gen"] + 1, partner=None, leaving=False)
+            clients[i].send_json({"type": "message", "text": f"hello|{i}|{s['gen']}"})
+        elif t in ("partner_left", "waiting"):
+            s.update(paired=False, partner=None, leaving=False)
+        elif t == "message":
+            kind, sender, _ = m["text"].split("|")
+            sender = int(sender)
+            if s["leaving"] and (s["partner"] is None or s["partner"] == sender):
+                s["partner"] = sender
+            elif not s["paired"]:
+                violations.append((i, "message while not paired", m))
+            elif s["partner"] is None:
+                if kind != "hello":
+                    violations.append((i, "first message is not a hello", m))
+                s["partner"] = sender
+            elif s["partner"] != sender:
+                violations.append((i, f"message from {sender}, partner is {s['partner']}", m))
+            delivered += 1
+        elif t == "error" and m["code"] != "not_paired":
+            # not_paired is a race the protocol allows: a message sent as the partner's leaving crossed it.
+            violations.append((i, "error", m))
+
+    def drain(i, wait=0.0):
+        ws = clients[i]
+        end = time.monotonic() + wait
+        while True:
+            left = end - time.monotonic()
+            try:
+                m = ws.recv_json(timeout=max(0.005, left))
+            except Exception:
+                return
+            handle(i, m)
+
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        i = rng.randrange(len(clients))
+        drain(i)
+        if state[i]["paired"] and rng.random() < 0.7:
+            clients[i].send_json({"type": "message", "text": f"msg|{i}|{state[i]['gen']}"})
+        elif rng.random() < 0.5:
+            clients[i].send_json({"type": "next"})
+            state[i].update(leaving=state[i]["paired"], paired=False)
+    for i in range(len(clients)):
+        drain(i, 0.3)
+    assert not violations, violations[:10]
+    assert delivered > 200
+    for ws in clients:
+        ws.close()
+    # Nothing is left behind in the queue: every client that left took its entry with it.
+    time.sleep(0.5)
+    assert [k for k in c.redis.keys("uvchat:e:*")] == []
+
+
+def test_kill_9_of_a_node_partners_told_and_its_keys_gone(cluster_factory):
+    c = cluster_factory(3)
+    a, b = pair_across(c.nodes[0], c.nodes[1])
+    waiter = RawWS(c.nodes[1].port)
+    assert waiter.recv_json()["type"] == "waiting"
+    assert any(k.startswith("uvchat:e:node1.") for k in c.redis.keys("uvchat:e:*"))
+    killed = time.monotonic()
+    c.nodes[1].proc.send_signal(signal.SIGKILL)
+    c.nodes[1].proc.wait()
+    assert a.recv_json(timeout=8)["type"] == "partner_left"
+    assert time.monotonic() - killed < 6
+    # Its waiting client left the queue with it: a newcomer waits instead of being paired with a ghost.
+    n = RawWS(c.nodes[2].port)
+    assert n.recv_json()["type"] == "waiting"
+    left = [k for k in c.redis.keys() if "node1" in k]
+    assert left == []
+    assert b"node1" not in c.redis.call("HKEYS", "uvchat:online")
+    assert b"node1" not in c.redis.call("ZRANGE", "uvchat:nodes", 0, -1)
+    c.nodes[1].proc = None  # already gone
+
+
+def test_redis_stopped_and_restarted(cluster_factory, redis):
+    c = cluster_factory(2)
+    redis.stop()
+    # Each node goes on alone: /healthz still 200 but degraded, and local pairing works.
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        r = http_exchange(c.nodes[0].port, get("/healthz"))
+        if r.body == b"degraded":
+            break
+        time.sleep(0.1)
+    assert r.status == 200 and r.body == b"degraded"
+    a = RawWS(c.nodes[0].port)
+    assert a.recv_json()["type"] == "waiting"
+    b = RawWS(c.nodes[0].port)
+    assert b.recv_json()["type"] == "paired"
+    assert a.recv_json()["type"] == "paired"
+    a.send_json({"type": "message", "text": "still here"})
+    assert b.recv_json() == {"type": "message", "text": "still here"}
+    # Redis comes back (empty, as after a restart): the nodes rejoin and pair across nodes again.
+    redis.start()
+    c.wait_joined(timeout=15)
+    x = RawWS(c.nodes[0].port)
+    assert x.recv_json()["type"] == "waiting"
+    y = RawWS(c.nodes[1].port)
+    assert y.recv_json()["type"] == "paired"
+    assert x.recv_json()["type"] == "paired"
+    y.send_json({"type": "message", "text": "across again"})
+    assert x.recv_json() == {"type": "message", "text": "across again"}
+
+
+def test_online_count_is_cluster_wide(cluster_factory):
+    c = cluster_factory(3)
+    clients = [RawWS(c.nodes[i].port) for i in range(3)]
+    deadline = time.time() + 8
+    body = b""
+    while time.time() < deadline:
+        body = http_exchange(c.nodes[0].port, get("/online")).body
+        if body == b'{"type":"online","count":3}':
+            break
+        time.sleep(0.2)
+    assert body == b'{"type":"online","count":3}'
+    metrics = http_exchange(c.nodes[2].port, get("/metrics")).body.decode()
+    assert "uvchat_cluster_online 3" in metrics
+    assert "uvchat_cluster_joined 1" in metrics
+    for ws in clients:
+        ws.close()
+
+
+def test_single_node_without_redis_has_no_cluster_metrics(server_factory):
+    s = server_factory()
+    metrics = http_exchange(s.port, get("/metrics")).body.decode()
+    assert "uvchat_cluster_" not in metrics
+    assert http_exchange(s.port, get("/healthz")).body == b"ok"
