@@ -36,14 +36,18 @@ test: test-deps venv check-layers
 	$(MAKE) --no-print-directory e2e conformance asan-smoke
 	bash Fuzz/run.sh $(FUZZ_SECONDS_TEST)
 
-## check-layers (part of test): only Sources/UVChat/Loop (and the load generator) may import libuv, only Sources/UVChat/Crypto loads libcrypto
+## check-layers (part of test): only Sources/UVChat/Loop (and the load generator) may import libuv, only Loop imports
+## hiredis, only Sources/UVChat/Crypto loads libcrypto
 check-layers:
-	@bad=$$(grep -rlE '^[[:space:]]*(@[_A-Za-z]+[[:space:]]+)*import[[:space:]]+(CLibUV|struct CLibUV|func CLibUV)' \
+	@bad=$$(grep -rlE '^[[:space:]]*(@[_A-Za-z]+[[:space:]]+)*import[[:space:]]+(struct |func )?CHiredis' \
+	    Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Loop/'); \
+	if [ -n "$$bad" ]; then echo "hiredis is imported outside Sources/UVChat/Loop:" $$bad; exit 1; fi; \
+	bad=$$(grep -rlE '^[[:space:]]*(@[_A-Za-z]+[[:space:]]+)*import[[:space:]]+(CLibUV|struct CLibUV|func CLibUV)' \
 	    Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Loop/|^Sources/uvchat-bench/'); \
 	if [ -n "$$bad" ]; then echo "libuv is imported outside Sources/UVChat/Loop:" $$bad; exit 1; fi; \
 	bad=$$(grep -rlE '\bdlopen\(' Sources Tests Benchmarks Fuzz --include='*.swift' | grep -vE '^Sources/UVChat/Crypto/'); \
 	if [ -n "$$bad" ]; then echo "a library is loaded outside Sources/UVChat/Crypto:" $$bad; exit 1; fi; \
-	echo "check-layers: libuv is imported only in Sources/UVChat/Loop (and the load generator), libcrypto loaded only in Sources/UVChat/Crypto"
+	echo "check-layers: libuv and hiredis are imported only in Sources/UVChat/Loop (libuv also in the load generator), libcrypto loaded only in Sources/UVChat/Crypto"
 
 ## asan-smoke (part of test): Autobahn and the fault tests against an AddressSanitizer build (leaks fail the exit)
 asan-smoke: venv

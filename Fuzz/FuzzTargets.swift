@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 enum FuzzTarget: String {
-    case http, websocket, command, path, matchmaker, image, jwt
+    case http, websocket, command, path, matchmaker, image, jwt, cluster
 }
 
 // Read once; libFuzzer calls the entry point from one thread.
@@ -17,7 +17,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if selectedTarget == nil {
         let name = getenv("UVCHAT_FUZZ_TARGET").map { String(cString: $0) } ?? ""
         guard let t = FuzzTarget(rawValue: name) else {
-            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path, matchmaker, image or jwt")
+            print("set UVCHAT_FUZZ_TARGET to http, websocket, command, path, matchmaker, image, jwt or cluster")
             exit(2)
         }
         selectedTarget = t
@@ -25,6 +25,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = UnsafeRawBufferPointer(start: data, count: size)
     switch selectedTarget! {
     case .http: fuzzHTTP(input)
+    case .cluster: fuzzCluster(input)
     case .websocket: fuzzWebSocket(input)
     case .command: fuzzCommand(input)
     case .path: fuzzPath(input)
@@ -305,4 +306,20 @@ func fuzzImage(_ input: UnsafeRawBufferPointer) {
     let second = ImageCleaner.clean(again, as: type)
     check(second == count, "a cleaned image cleans to the same length")
     check(memcmp(again.baseAddress!, copy.baseAddress!, count) == 0, "cleaning is idempotent")
+}
+
+/// A channel message from another node (a node of another version, or a corrupted one): decoded whole or refused
+/// whole, never a crash; and once decoded (bytes that are not UTF-8 become U+FFFD, empty interest lines go), it
+/// encodes and decodes to the same records.
+func fuzzCluster(_ input: UnsafeRawBufferPointer) {
+    guard let first = ClusterWire.decode(input) else { return }
+    func roundTrip(_ m: (from: String, records: [ClusterEnvelope])) -> (from: String, records: [ClusterEnvelope])? {
+        var bytes: [UInt8] = []
+        ClusterWire.begin(from: m.from, into: &bytes)
+        for r in m.records { ClusterWire.append(r, into: &bytes) }
+        return bytes.withUnsafeBytes { ClusterWire.decode($0) }
+    }
+    guard let second = roundTrip(first), let third = roundTrip(second), second.from == third.from,
+          second.records == third.records, second.records.count == first.records.count
+    else { fatalError("a decoded cluster message does not survive a round trip") }
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-10}
 OUT=.build/fuzz
 mkdir -p "$OUT"
-sources=$(find Sources/UVChat/Protocol Sources/UVChat/Chat Sources/UVChat/Calls Sources/UVChat/Crypto Sources/UVChat/Identity Sources/UVChat/Moderation Sources/UVChat/Static Sources/UVChat/Media -name '*.swift' | sort)
+sources=$(find Sources/UVChat/Protocol Sources/UVChat/Chat Sources/UVChat/Calls Sources/UVChat/Crypto Sources/UVChat/Identity Sources/UVChat/Moderation Sources/UVChat/Static Sources/UVChat/Media Sources/UVChat/Cluster -name '*.swift' | sort)
 bin=$OUT/uvchat-fuzz
 if [ ! -x "$bin" ] || [ -n "$(find $sources Fuzz/FuzzTargets.swift -newer "$bin" 2>/dev/null | head -1)" ]; then
   echo "building $bin"
@@ -15,7 +15,7 @@ if [ ! -x "$bin" ] || [ -n "$(find $sources Fuzz/FuzzTargets.swift -newer "$bin"
     $sources Fuzz/FuzzTargets.swift -o "$bin" 2> >(grep -v 'Cannot export local symbol' >&2)
 fi
 failed=0
-for target in http websocket command path matchmaker image jwt; do
+for target in http websocket command path matchmaker image jwt cluster; do
   mkdir -p "$OUT/$target" "Fuzz/corpus/$target"
   if SWIFT_BACKTRACE=enable=no UVCHAT_FUZZ_TARGET=$target "$bin" -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=5 \
       -artifact_prefix="$OUT/crash-$target-" -print_final_stats=0 \

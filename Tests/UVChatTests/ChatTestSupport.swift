@@ -55,6 +55,12 @@ final class RecordingOutbox: ChatOutbox {
 
     func close(_ peer: PeerID, _ reason: ChatCloseReason) { closed.append((peer.rawValue, reason)) }
 
+    /// Stubs handed back to their node (a cluster).
+    var handedBack: [(peer: UInt32, interests: [String], images: Bool, recent: [UInt32])] = []
+    func handBack(_ peer: PeerID, interests: [String], images: Bool, recent: [UInt32]) {
+        handedBack.append((peer.rawValue, interests, images, recent))
+    }
+
     private func record(_ frame: [UInt8], _ peer: PeerID) {
         // Server frames are unmasked text frames: FIN|text, then the shortest length form.
         #expect(frame[0] == 0x81)
@@ -98,7 +104,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-extension Service {
+extension ChatService {
     mutating func command(_ json: String, from n: UInt32, now: UInt64 = 0) {
         var bytes = Array(json.utf8)
         bytes.withUnsafeBytes { receive($0, from: peer(n), now: now) }
