@@ -201,3 +201,48 @@ typealias ClusterService = ChatService<RecordingOutbox, ClusterRouting>
         #expect(!chat.isMember(peer(1)))
     }
 }
+
+@Suite struct ChatExportTests {
+    func side(_ slot: UInt32) -> ChatExport.Side {
+        ChatExport.Side(tokenSlot: 3 << 20 | slot, secretHigh: 0xdead, secretLow: 0xbeef, sentSeq: 9, lastID: 4,
+                        ring: [.init(seq: 8, text: Array("hello".utf8)), .init(seq: 9, text: Array("x".utf8))],
+                        images: true, interests: ["go"], queryInterests: [], recent: [5, 6], serial: 77,
+                        address: ClientAddress(text: "192.0.2.9")!)
+    }
+
+    @Test func anExportSurvivesItsBytesAndNothingElseDecodes() throws {
+        let e = ChatExport(common: ["go"], random: false, a: side(1), b: side(2))
+        #expect(ChatExport(bytes: e.bytes) == e)
+        #expect(e.sides(resuming: 3 << 20 | 2)?.this == side(2))
+        #expect(e.sides(resuming: 7) == nil)
+        let bytes = e.bytes
+        for cut in stride(from: 0, to: bytes.count, by: 7) { #expect(ChatExport(bytes: Array(bytes[..<cut])) == nil) }
+        #expect(ChatExport(bytes: bytes + [0]) == nil)
+    }
+
+    @Test func aDrainedChatIsTakenUpWithItsRingAndResumedOnItsNewSlot() {
+        let outbox = RecordingOutbox()
+        var chat = ClusterService(settings: ChatSettings(), outbox: outbox,
+                                  routing: ClusterRouting(interestTimeoutNanos: 1_000_000_000, enabled: true),
+                                  entropy: SplitMix64(seed: 3))
+        chat.setClustered(true, now: 0)
+        chat.tokenNode = 5
+        let e = ChatExport(common: ["go"], random: false, a: side(1), b: side(2))
+        // Node 5 takes it up at slots 10 (the side that resumes) and 11 (the other, held for its resume).
+        let taken = chat.importChat(e, resuming: 3 << 20 | 1, this: peer(10), thisLive: false, other: peer(11), now: 0)
+        #expect(taken)
+        #expect(chat.awayCount == 2 && chat.routing.partner(of: peer(10)) == peer(11))
+        chat.join(peer(1), address: home, interests: [], version: .v2, now: 1)
+        chat.resumeHere(peer(1), slot: 10, secret: (0xdead, 0xbeef), seq: 8, now: 1)
+        let got = outbox.take(1)
+        #expect(got.count == 4, "\(got)")   // online, resumed, the kept message above 8, partner_away
+        #expect(got.dropFirst().first?.contains(#""type":"resumed""#) == true)
+        #expect(got.contains(#"{"type":"message","text":"x","seq":9}"#))
+        #expect(got.last?.hasPrefix(#"{"type":"partner_away""#) == true)
+        #expect(chat.routing.partner(of: peer(1)) == peer(11))
+        // The wrong secret finds nothing.
+        chat.join(peer(2), address: home, interests: [], version: .v2, now: 2)
+        chat.resumeHere(peer(2), slot: 11, secret: (1, 2), seq: 0, now: 2)
+        #expect(outbox.take(2).last?.contains("resume_failed") == true)
+    }
+}

@@ -151,9 +151,12 @@ def test_transcript_says_image_for_both_sides(browsers, server, tmp_path):
         folder.mkdir()
         d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
         el(d, "save").click()
-        wait(d, lambda _: [f for f in os.listdir(folder) if f.endswith(".txt")], what="a .txt download")
-        name = [f for f in os.listdir(folder) if f.endswith(".txt")][0]
-        body = open(os.path.join(folder, name), encoding="utf-8").read()
+        # Chromium names the file before it has written it: wait for the whole transcript (it ends with a newline).
+        def written(_):
+            names = [f for f in os.listdir(folder) if f.endswith(".txt")]
+            text = open(os.path.join(folder, names[0]), encoding="utf-8").read() if names else ""
+            return text if text.endswith("\n") else None
+        body = wait(d, written, what="a .txt download")
         assert f"\n{who}: [image]\n" in body, body
 
 

@@ -7,9 +7,12 @@ import time
 import pytest
 
 from cluster_helpers import cluster_factory, redis  # noqa: F401 (fixtures)
-from wsclient import RawWS, get, http_exchange
+from wsclient import Closed, RawWS, get, http_exchange
 
 V2 = ["Sec-WebSocket-Protocol: uvchat.2"]
+# Version 2 tests that send many messages: the rate limits out of the way.
+V2_FAST = ["--rate-per-second", "10000", "--rate-burst", "10000", "--next-rate-per-second", "1000",
+           "--next-burst", "1000"]
 
 
 def waiting_or_paired(ws):
@@ -274,3 +277,196 @@ def test_single_node_without_redis_has_no_cluster_metrics(server_factory):
     metrics = http_exchange(s.port, get("/metrics")).body.decode()
     assert "uvchat_cluster_" not in metrics
     assert http_exchange(s.port, get("/healthz")).body == b"ok"
+
+
+def paired_v2(a_node, b_node):
+    """Two version 2 clients paired across nodes: (a, a's paired, b, b's paired)."""
+    a = RawWS(a_node.port, headers=V2)
+    a.send_json({"type": "start"})
+    assert a.recv_json()["type"] == "waiting"
+    b = RawWS(b_node.port, headers=V2)
+    b.send_json({"type": "start"})
+    pb = b.recv_json()
+    pa = a.recv_json()
+    assert pa["type"] == pb["type"] == "paired", (pa, pb)
+    return a, pa, b, pb
+
+
+def test_resume_on_a_third_node_while_the_home_lives(cluster_factory):
+    c = cluster_factory(3)
+    a, pa, b, pb = paired_v2(c.nodes[0], c.nodes[1])
+    a.drop("rst")
+    assert b.recv_json()["type"] == "partner_away"
+    b.send_json({"type": "message", "text": "while you were away", "id": 1})
+    time.sleep(0.2)
+    # Back through another node: the token finds its chat wherever it is.
+    a2 = RawWS(c.nodes[2].port, headers=V2)
+    a2.send_json({"type": "resume", "token": pa["token"], "seq": 0})
+    r = a2.recv_json()
+    assert r["type"] == "resumed" and r["token"] != pa["token"], r
+    m = a2.recv_json()
+    assert (m["type"], m["text"], m["seq"]) == ("message", "while you were away", 1), m
+    assert b.recv_json()["type"] == "partner_back"
+    a2.send_json({"type": "message", "text": "back", "id": 1})
+    assert b.recv_json()["text"] == "back"
+    b.send_json({"type": "message", "text": "welcome", "id": 2})
+    m = a2.recv_json()
+    assert (m["text"], m["seq"]) == ("welcome", 2), m
+
+
+def test_a_token_of_nowhere_fails_cleanly(cluster_factory):
+    c = cluster_factory(2)
+    a, pa, b, pb = paired_v2(c.nodes[0], c.nodes[1])
+    bad = pa["token"][:-4] + ("AAAA" if not pa["token"].endswith("AAAA") else "BBBB")
+    x = RawWS(c.nodes[0].port, headers=V2)
+    x.send_json({"type": "resume", "token": bad, "seq": 0})
+    assert x.recv_json()["code"] == "resume_failed"
+    # It is idle, as after stop: start queues it.
+    x.send_json({"type": "start"})
+    assert x.recv_json()["type"] == "waiting"
+
+
+class Careful:
+    """A version 2 client that sends one numbered message at a time (then `ping`: its `pong` says the message
+    was handled), checks that what it receives goes 1, 2, 3 ... with `seq` doing the same, and after a lost
+    connection resumes on any live node, sending again what `resumed.id` says was not accepted."""
+
+    def __init__(self, name, pick_node):
+        self.name, self.pick_node = name, pick_node
+        self.ws = self.token = None
+        self.seq = 0          # last seq received
+        self.got = 0          # last counter received from the partner
+        self.sent = 0         # last counter sent and accepted
+        self.inflight = None  # counter sent, pong not yet seen
+        self.refused = False
+        self.errors = []
+        self.resumes = 0
+
+    def handle(self, m):
+        t = m["type"]
+        if t == "paired":
+            self.token = m["token"]
+        elif t == "resumed":
+            self.token = m["token"]
+            self.resumes += 1
+            if self.inflight is not None and m["id"] >= self.inflight:
+                self.sent, self.inflight = self.inflight, None
+            elif self.inflight is not None:
+                self.inflight = None   # not accepted: sent again
+        elif t == "message":
+            if m["seq"] != self.seq + 1:
+                self.errors.append(f"{self.name}: seq {m['seq']} after {self.seq}")
+            self.seq = m["seq"]
+            k = int(m["text"].split("|")[1])
+            if k != self.got + 1:
+                self.errors.append(f"{self.name}: message {k} after {self.got}")
+            self.got = k
+            if self.seq % 8 == 0:
+                self.ws.send_json({"type": "ack", "seq": self.seq})
+        elif t == "pong":
+            if self.inflight is not None:
+                if not self.refused:
+                    self.sent = self.inflight
+                self.inflight, self.refused = None, False
+        elif t == "error":
+            if m["code"] in ("partner_away", "rate_limited"):
+                self.refused = True
+            else:
+                self.errors.append(f"{self.name}: error {m}")
+        elif t == "partner_left":
+            self.errors.append(f"{self.name}: partner_left")
+
+    def reconnect(self):
+        for _ in range(50):
+            try:
+                self.ws = RawWS(self.pick_node().port, headers=V2)
+                self.ws.send_json({"type": "resume", "token": self.token, "seq": self.seq})
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.errors.append(f"{self.name}: could not reconnect")
+
+    def step(self, send):
+        try:
+            while True:
+                try:
+                    m = self.ws.recv_json(timeout=0.003)
+                except TimeoutError:
+                    break
+                except OSError as e:
+                    if "timed out" in str(e):
+                        break
+                    raise
+                self.handle(m)
+                if m["type"] == "error" and m["code"] == "resume_failed":
+                    self.errors.append(f"{self.name}: resume_failed")
+            if send and self.inflight is None and self.token:
+                k = self.sent + 1
+                self.ws.send_json({"type": "message", "text": f"{self.name}|{k}", "id": k})
+                self.ws.send_json({"type": "ping"})
+                self.inflight = k
+        except (Closed, EOFError, ConnectionError, OSError):
+            self.ws.close()
+            self.reconnect()
+
+
+def test_rolling_restart_of_every_node_loses_no_chat(cluster_factory):
+    import threading
+    c = cluster_factory(3, extra=V2_FAST)
+    live = list(c.nodes)
+    lock = threading.Lock()
+
+    def pick():
+        with lock:
+            return random.choice(live)
+
+    pairs = []
+    for i in range(6):
+        a = Careful(f"a{i}", pick)
+        b = Careful(f"b{i}", pick)
+        a.ws = RawWS(c.nodes[i % 3].port, headers=V2)
+        a.ws.send_json({"type": "start"})
+        assert a.ws.recv_json()["type"] == "waiting"
+        b.ws = RawWS(c.nodes[(i + 1) % 3].port, headers=V2)
+        b.ws.send_json({"type": "start"})
+        b.handle(b.ws.recv_json())
+        a.handle(a.ws.recv_json())
+        assert a.token and b.token
+        pairs.append((a, b))
+    clients = [x for p in pairs for x in p]
+    done = threading.Event()
+
+    def restart_all():
+        for i in range(3):
+            time.sleep(1.0)
+            old = c.nodes[i]
+            with lock:
+                live.remove(old)
+            assert old.stop() == 0
+            c.old = getattr(c, "old", []) + [old]
+            new = c.start_node(f"node{i}", V2_FAST, port=old.port)
+            c.nodes[i] = new
+            c.wait_joined([new])
+            with lock:
+                live.append(new)
+        time.sleep(1.0)
+        done.set()
+
+    t = threading.Thread(target=restart_all, daemon=True)
+    t.start()
+    while not done.is_set():
+        for x in clients:
+            x.step(send=True)
+    t.join()
+    # Everything accepted arrives: each side has every message its partner sent.
+    deadline = time.time() + 10
+    while time.time() < deadline and any(a.got != b.sent or b.got != a.sent for a, b in pairs):
+        for x in clients:
+            x.step(send=False)
+    errors = [e for x in clients for e in x.errors]
+    open("/tmp/cl/errors.txt", "w").write("\n".join(errors))
+    assert not errors, errors[:10]
+    for a, b in pairs:
+        assert a.got == b.sent and b.got == a.sent, (a.name, a.got, b.sent, b.got, a.sent)
+    assert sum(x.sent for x in clients) > 100
+    assert sum(x.resumes for x in clients) >= 6   # every client's node restarted at least once

@@ -32,6 +32,9 @@ public protocol ChatRouting {
     var answersLater: Bool { get }
     /// The peer is owed a `waiting` once the queue says it waits.
     mutating func owesWaiting(_ peer: PeerID)
+    /// A `resume` with the token of another node (a cluster): true when the routing takes it (it finds the chat and
+    /// the peer hears `resumed` or `resume_failed` later); false: the resume fails now.
+    mutating func resumeElsewhere(_ peer: PeerID, node: UInt32, slot: UInt32, secret: (UInt64, UInt64), seq: UInt64) -> Bool
 }
 
 /// Who may meet whom at all (B.5): clients whose operator token names a group meet only that group, clients without
@@ -159,6 +162,8 @@ public struct LocalRouting: ChatRouting {
     @inline(__always) public func isHostedElsewhere(_ peer: PeerID) -> Bool { false }
     @inline(__always) public var answersLater: Bool { false }
     public mutating func owesWaiting(_ peer: PeerID) {}
+    public mutating func resumeElsewhere(_ peer: PeerID, node: UInt32, slot: UInt32, secret: (UInt64, UInt64),
+                                         seq: UInt64) -> Bool { false }
     public mutating func endHosting(_ peer: PeerID, dropped: Bool) {}
 
     private mutating func record(_ pairing: Pairing) {

@@ -15,6 +15,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     public private(set) var memberCount = 0
     /// The members of the cluster's other nodes (from the last heartbeat; 0 on a single node).
     public var remoteOnline = 0
+    /// This node's number in the cluster (1-4095), which its resume tokens carry; 0 on a single node.
+    public var tokenNode: UInt32 = 0
     /// The `online` count: this node's members and the cluster's others.
     @inlinable public var onlineCount: Int { memberCount + remoteOnline }
     /// A peer started waiting since the shell last armed its interest timer (`deadlinesSeen()`): the earliest
@@ -57,10 +59,10 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     @usableFromInline var members2: [PeerID: Member2] = [:]
     /// Away sides by deadline (the grace is the same for all, so drop order is deadline order); an entry whose side
     /// came back or ended is skipped when it comes up.
-    private var graceQueue: [GraceEntry] = []
+    var graceQueue: [GraceEntry] = []
     private var graceHead = 0
     /// Sides away now (their slots held).
-    public private(set) var awayCount = 0
+    public internal(set) var awayCount = 0
     var lastSerial: UInt32 = 0
     /// Version 2 members that have offered an image (B.3), by sender: the offer bucket and the open offer.
     var imageSenders: [PeerID: ImageSender] = [:]
@@ -83,7 +85,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     @usableFromInline static var remoteBit: UInt32 { 1 << 30 }
     static var serialMask: UInt32 { remoteBit - 1 }
 
-    private struct GraceEntry {
+    struct GraceEntry {
         var deadline: UInt64
         var peer: PeerID
         var side: ObjectIdentifier
@@ -214,7 +216,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     }
 
     /// An away side whose chat is over: its slot goes back to the shell.
-    private mutating func release(_ peer: PeerID) {
+    mutating func release(_ peer: PeerID) {
         forget(peer)
         awayCount -= 1
         outbox.release(peer)
@@ -557,9 +559,14 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         return scratch.withUnsafeBytes { outbox.sendText($0, to: peer) }
     }
 
-    private mutating func newToken(for peer: PeerID) -> ResumeToken {
-        ResumeToken(slot: peer.rawValue, secret: (entropy.next(), entropy.next()))
+    /// In a cluster a token names its node too (`tokenNode`, bits 20-31 of the slot), so that any node can find
+    /// the chat it belongs to; 0 on a single node (and for a slot past 2^20, which then resumes only here).
+    mutating func newToken(for peer: PeerID) -> ResumeToken {
+        let node = peer.rawValue < ChatService.tokenSlotLimit ? tokenNode << 20 : 0
+        return ResumeToken(slot: peer.rawValue | node, secret: (entropy.next(), entropy.next()))
     }
+
+    static var tokenSlotLimit: UInt32 { 1 << 20 }
 
     // MARK: - Version 2: start, ack, resume
 
@@ -590,9 +597,25 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
     @usableFromInline
     mutating func resume(_ text: UnsafeRawBufferPointer, seq: UInt64, on peer: PeerID, now: UInt64) {
         guard let fresh = members2[peer], routing.partner(of: peer) == nil, !routing.isQueued(peer),
-              let token = ResumeToken(text: text), token.slot != peer.rawValue, Int(token.slot) < peers.count
-        else { return failResume(peer, now: now) }
-        let old = PeerID(rawValue: token.slot)
+              let token = ResumeToken(text: text) else { return failResume(peer, now: now) }
+        // A token of another node (a cluster): the routing finds where that chat is now.
+        let node = token.slot >> 20
+        if node != 0 && node != tokenNode {
+            if routing.resumeElsewhere(peer, node: node, slot: token.slot & (ChatService.tokenSlotLimit - 1),
+                                       secret: token.secret, seq: seq) { return }
+            return failResume(peer, now: now)
+        }
+        var slot = token.slot & (ChatService.tokenSlotLimit - 1)
+        // A token the cluster rewrote (node 0 on a cluster node: the place a moved chat was taken up) may name a
+        // slot its side has left since (it resumed there, and its `resumed` never reached the client): the side is
+        // found by its secret, which is unique. Only on this path, and a resume is rate-limited.
+        if node == 0 && tokenNode != 0
+            && !(Int(slot) < peers.count && members2[PeerID(rawValue: slot)]?.side?.token.matches(token.secret) == true),
+           let found = members2.first(where: { $0.key != peer && $0.value.side?.token.matches(token.secret) == true }) {
+            slot = found.key.rawValue
+        }
+        guard slot != peer.rawValue, Int(slot) < peers.count else { return failResume(peer, now: now) }
+        let old = PeerID(rawValue: slot)
         guard isV2(old), let member = members2[old], let side = member.side, side.token.matches(token.secret),
               seq <= side.sentSeq, let partner = routing.partner(of: old)
         else { return failResume(peer, now: now) }
@@ -647,7 +670,7 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         }
     }
 
-    private mutating func failResume(_ peer: PeerID, now: UInt64) {
+    mutating func failResume(_ peer: PeerID, now: UInt64) {
         _counters.resumeFailures &+= 1
         refuse(peer, .resumeFailed, now: now)
     }

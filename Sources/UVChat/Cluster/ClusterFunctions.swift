@@ -7,6 +7,10 @@
 ///   ticket, so a list's head is its longest-waiting client;
 /// - `uvchat:ne:<node>`: a node's entries (so a reaped node's clients leave the queue);
 /// - `uvchat:nodes` (node, last heartbeat in Redis's own clock, ms) and `uvchat:online` (node, members).
+/// - `uvchat:nodenum` and `uvchat:numnode`: each node's number (1-4095), which its resume tokens carry;
+/// - `uvchat:xb:<num>:<slot>` and `uvchat:x:<num>:<slot>`: a chat a draining node left for its sides' resumes
+///   (`ChatExport`), and `uvchat:mv:<num>:<slot>`: where a side's chat went once a node took it up; all three
+///   expire with the resume grace.
 /// The node that owns a waiting client keeps its interest timer and calls `uvchat_expire` when it runs out.
 /// Entries hold numbers, tags, node names and a waiting client's profile (its protocol version, whether it takes
 /// images, and its address, which the home node's per-address limits and moderation need): no chat text, no token,
@@ -151,6 +155,15 @@ enum ClusterFunctions {
       return 1
     end
 
+    -- 'name#run' is the live run of its node.
+    local function live_run(holder)
+      local at = string.find(holder, '#', 1, true)
+      if not at then return false end
+      local name = string.sub(holder, 1, at - 1)
+      return redis.call('ZSCORE', 'uvchat:nodes', name) ~= false
+        and redis.call('HGET', 'uvchat:run', name) == string.sub(holder, at + 1)
+    end
+
     local function reap(node)
       for _, id in ipairs(redis.call('SMEMBERS', 'uvchat:ne:' .. node)) do
         local e = load(id)
@@ -179,7 +192,71 @@ enum ClusterFunctions {
       redis.call('HSET', 'uvchat:online', node, args[3])
       local total = 0
       for _, v in ipairs(redis.call('HVALS', 'uvchat:online')) do total = total + (tonumber(v) or 0) end
-      return { present, total, redis.call('ZRANGE', 'uvchat:nodes', 0, -1), reaped }
+      -- The number (1-4095) of this run of the node (args[4] names the run: a restarted node gets a new number, so
+      -- that the tokens of its last run are never taken for its own), which its resume tokens carry. Numbers go
+      -- round: one is used again only after all the others, and never while its run lives.
+      local run = node .. '#' .. args[4]
+      redis.call('HSET', 'uvchat:run', node, args[4])
+      local num = redis.call('HGET', 'uvchat:nodenum', run)
+      if not num then
+        for _ = 1, 4095 do
+          local n = (redis.call('INCR', 'uvchat:nodeseq') - 1) % 4095 + 1
+          local holder = redis.call('HGET', 'uvchat:numnode', n)
+          if not holder or not live_run(holder) then
+            if holder then redis.call('HDEL', 'uvchat:nodenum', holder) end
+            redis.call('HSET', 'uvchat:numnode', n, run)
+            redis.call('HSET', 'uvchat:nodenum', run, n)
+            num = n
+            break
+          end
+        end
+      end
+      return { present, total, redis.call('ZRANGE', 'uvchat:nodes', 0, -1), reaped, tonumber(num) or 0 }
+    end
+
+    -- A draining node leaves a chat for its sides' resumes: args node number, the two sides' slots, the chat, how
+    -- long it is kept (ms), and the node that takes it up first ('' for whichever side resumes first).
+    local function export(keys, args)
+      local num, a, b, ttl = args[1], args[2], args[3], tonumber(args[5])
+      local pointer = a .. '|' .. b .. '|' .. (args[6] or '')
+      redis.call('SET', 'uvchat:xb:' .. num .. ':' .. a, args[4], 'PX', ttl)
+      redis.call('SET', 'uvchat:x:' .. num .. ':' .. a, pointer, 'PX', ttl)
+      redis.call('SET', 'uvchat:x:' .. num .. ':' .. b, pointer, 'PX', ttl)
+      return 1
+    end
+
+    -- Where the chat of a token (node number, slot) is: it moved to a live node and slot; its node still lives; or
+    -- it was exported and the caller (args: name, this side's slot, the other's, its number) takes it up now.
+    local function locate(keys, args)
+      local num, slot, claimant = args[1], args[2], args[3]
+      -- A chat may have moved more than once (each drain of its home): follow it to where it is.
+      for _ = 1, 8 do
+        local moved = redis.call('GET', 'uvchat:mv:' .. num .. ':' .. slot)
+        if not moved then break end
+        local at = split(moved, ':')
+        local there = redis.call('HGET', 'uvchat:numnode', at[3])
+        if there and live_run(there) then return { 'moved', at[1], at[2] } end
+        num, slot = at[3], at[2]
+      end
+      local holder = redis.call('HGET', 'uvchat:numnode', num)
+      if holder and live_run(holder) then return { 'live', string.sub(holder, 1, string.find(holder, '#', 1, true) - 1) } end
+      local x = redis.call('GET', 'uvchat:x:' .. num .. ':' .. slot)
+      if not x then return { 'none' } end
+      local parts = split(x, '|')
+      local first = parts[1]
+      -- A side still connected to another node is taken up by that node first (it is told at once); a resume
+      -- that comes sooner waits for it.
+      if parts[3] and parts[3] ~= '' and parts[3] ~= claimant then return { 'wait' } end
+      local other = slot == first and parts[2] or first
+      local blobKey = 'uvchat:xb:' .. num .. ':' .. first
+      local blob = redis.call('GET', blobKey)
+      local ttl = redis.call('PTTL', blobKey)
+      redis.call('DEL', blobKey, 'uvchat:x:' .. num .. ':' .. slot, 'uvchat:x:' .. num .. ':' .. other)
+      if not blob or ttl <= 0 then return { 'none' } end
+      redis.call('SET', 'uvchat:mv:' .. num .. ':' .. slot, claimant .. ':' .. args[4] .. ':' .. args[6], 'PX', ttl)
+      redis.call('SET', 'uvchat:mv:' .. num .. ':' .. other, claimant .. ':' .. args[5] .. ':' .. args[6], 'PX', ttl)
+      -- (With the token it was found under, which a chat that moved before is exported by.)
+      return { 'state', blob, tonumber(num), tonumber(slot) }
     end
 
     -- A node that stops on purpose takes itself out at once.
@@ -193,5 +270,7 @@ enum ClusterFunctions {
     redis.register_function('uvchat_dequeue', dequeue)
     redis.register_function('uvchat_heartbeat', heartbeat)
     redis.register_function('uvchat_leave', leave)
+    redis.register_function('uvchat_export', export)
+    redis.register_function('uvchat_locate', locate)
     """
 }

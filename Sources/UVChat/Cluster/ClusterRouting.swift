@@ -34,6 +34,8 @@ public struct ClusterRouting: ChatRouting {
         case expire(PeerID, entry: UInt64)
         /// A member whose chat lives on another node ended its connection (dropped or left): tell the home.
         case ended(PeerID, Hosting, dropped: Bool)
+        /// A `resume` with another node's token: find that chat (live there, moved, or exported by a drain).
+        case locate(PeerID, node: UInt32, slot: UInt32, secretHigh: UInt64, secretLow: UInt64, seq: UInt64)
     }
 
     private var local: LocalRouting
@@ -158,6 +160,26 @@ public struct ClusterRouting: ChatRouting {
     }
 
     public func isHostedElsewhere(_ peer: PeerID) -> Bool { !hosted.isEmpty && hosted[peer] != nil }
+
+    /// A member hosted while its chat is being found (`locate`): its messages wait for the answer.
+    public static let locating = Hosting(node: "", entry: 0)
+
+    public mutating func resumeElsewhere(_ peer: PeerID, node: UInt32, slot: UInt32, secret: (UInt64, UInt64),
+                                         seq: UInt64) -> Bool {
+        guard enabled && clustered else { return false }
+        hosted[peer] = ClusterRouting.locating
+        ops.append(.locate(peer, node: node, slot: slot, secretHigh: secret.0, secretLow: secret.1, seq: seq))
+        return true
+    }
+
+    /// A member's chat is being moved (its home drains): hold its messages until it is found.
+    public mutating func relocate(_ peer: PeerID) { hosted[peer] = ClusterRouting.locating }
+
+    /// A fresh entry number (an attach to another node's chat names the stub with it).
+    public mutating func newEntry() -> UInt64 {
+        lastEntry += 1
+        return lastEntry
+    }
 
     public var answersLater: Bool { enabled && clustered }
 

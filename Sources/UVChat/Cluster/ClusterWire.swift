@@ -36,6 +36,9 @@ public enum ClusterRecord: Equatable, Sendable {
     /// A new connection on the owner sent `resume` with a token of the home's: it becomes a stub there. The payload
     /// is the `resume` command; `version2` and the address come with it.
     case attach(address: ClientAddress, command: [UInt8])
+    /// The home drains: the client's chat was exported for resumes (its token: node number and slot there); its
+    /// node takes it up at once, under the connected client.
+    case moved(node: UInt32, slot: UInt32)
     // Either way.
     /// The pairing could not be used (the client that made it left first): queue this one again.
     case requeue
@@ -53,6 +56,7 @@ public enum ClusterRecord: Equatable, Sendable {
         case .gone: 9
         case .attach: 10
         case .requeue: 11
+        case .moved: 12
         }
     }
 }
@@ -104,6 +108,10 @@ public enum ClusterWire {
             out.append(UInt8(code >> 8))
             out.append(UInt8(code & 0xff))
             out.append(contentsOf: r)
+        case .moved(let node, let slot):
+            header(envelope, length: 8, into: &out)
+            put32(node, into: &out)
+            put32(slot, into: &out)
         case .gone(let dropped):
             header(envelope, length: 1, into: &out)
             out.append(dropped ? 1 : 0)
@@ -179,6 +187,7 @@ public enum ClusterWire {
             guard body.count >= 16 else { return nil }
             return .attach(address: ClientAddress(high: load64(body, 0), low: load64(body, 8)), command: Array(body[16...]))
         case 11: return body.isEmpty ? .requeue : nil
+        case 12: return body.count == 8 ? .moved(node: load32(body, 0), slot: load32(body, 4)) : nil
         default: return nil
         }
     }

@@ -48,6 +48,10 @@ final class ClusterNode {
     private var stubs: [StubKey: PeerID] = [:]
     private var stubKeys: [UInt32: StubKey] = [:]
     private var scratch: [UInt8] = []
+    /// Messages of members whose chat is being found (a resume on another node, a drained home), in order,
+    /// bounded per member.
+    private var pending: [PeerID: [ClusterRecord]] = [:]
+    static let maxPendingRecords = 1024
 
     // Metrics.
     private(set) var roundTrips: UInt64 = 0
@@ -58,6 +62,12 @@ final class ClusterNode {
     private(set) var publishes: UInt64 = 0
     private(set) var degradedSince: UInt64 = 0
     private(set) var clusterOnline = 0
+
+    /// This run of the node: a restarted node gets a new number, and so new tokens (`uvchat_heartbeat`).
+    private let run = String(UInt64.random(in: 1...UInt64.max), radix: 16)
+    /// Locates Redis asked to try again shortly (an exported chat whose connected side is being taken up).
+    private var retries: [() -> Void] = []
+    private var retryTimer: LoopTimer?
 
     init(server: Server, endpoint: RedisEndpoint, name: String) {
         self.server = server
@@ -139,7 +149,7 @@ final class ClusterNode {
         guard !closing, functionLoaded, commands.state == .ready, !heartbeatInFlight else { return }
         heartbeatInFlight = true
         let sent = commands.send([b("FCALL"), b("uvchat_heartbeat"), b("0"), b(name), b(String(timeoutMillis)),
-                                  b(String(server.chat.memberCount))]) { [unowned self] reply in
+                                  b(String(server.chat.memberCount)), b(run)]) { [unowned self] reply in
             heartbeatInFlight = false
             observeRoundTrip(since: now)
             heartbeatAnswered(reply)
@@ -149,8 +159,8 @@ final class ClusterNode {
 
     private func heartbeatAnswered(_ reply: RedisValue) {
         let now = server.loop.nowMillis
-        guard let items = reply.array, items.count == 4, let present = items[0].integer, let total = items[1].integer,
-              let live = items[2].array, let reaped = items[3].array else {
+        guard let items = reply.array, items.count == 5, let present = items[0].integer, let total = items[1].integer,
+              let live = items[2].array, let reaped = items[3].array, let number = items[4].integer else {
             server.logger.log(.warn, "cluster: heartbeat failed", ["reply": reply.isError ? (reply.text ?? "error") : "malformed"])
             return
         }
@@ -160,6 +170,7 @@ final class ClusterNode {
             leaveCluster(now: now)
         }
         registered = true
+        if number > 0 && number < 4096 { server.chat.tokenNode = UInt32(number) }
         reapedNodes &+= UInt64(reaped.count)
         for node in reaped {
             if let n = node.text { server.logger.log(.info, "cluster: reaped a silent node", ["node": n]) }
@@ -186,8 +197,15 @@ final class ClusterNode {
     /// `partner_left`), members whose chat was there hear `partner_left`.
     private func endChats(now: UInt64, _ isGone: (String) -> Bool) {
         for (key, stub) in stubs where isGone(nodeNames[key.node]) {
-            server.chat.leave(stub, now: now)
-            freeStub(stub)
+            // Its client's node is gone, so its connection is: a version 2 side is away (held for a resume on any
+            // node), anyone else leaves. A held side stays in its slot until the chat releases it.
+            server.chat.drop(stub, now: now)
+            if server.chat.isHeld(stub) {
+                stubKeys[stub.rawValue] = nil
+                stubs[key] = nil
+            } else {
+                freeStub(stub)
+            }
         }
         for peer in server.chat.routing.hostedOn(isGone) {
             setHosted(peer, false)
@@ -243,7 +261,151 @@ final class ClusterNode {
             }
             if !sent { queueUnavailable() }
         case .ended(let peer, let hosting, let dropped):
+            pending[peer] = nil
+            guard !hosting.node.isEmpty else { return }   // it went while its chat was being found
             record(to: hosting.node, ClusterEnvelope(slot: peer.rawValue, entry: hosting.entry, .gone(dropped: dropped)))
+        case .locate(let peer, let node, let slot, let high, let low, let seq):
+            setHosted(peer, true)
+            locate(peer, node: node, slot: slot, secret: (high, low), seq: seq, live: false)
+        }
+    }
+
+    // MARK: - Resumes across nodes
+
+    /// Finds the chat of a token of node `node` (its number) and `slot`: there (attach), moved (attach there, or
+    /// resume here), exported by a drain (take it up here), or nowhere (`resume_failed`). `live`: `peer` is the
+    /// connected side of a chat its draining home exported (`moved` record), not a resume.
+    private func locate(_ peer: PeerID, node: UInt32, slot: UInt32, secret: (UInt64, UInt64), seq: UInt64, live: Bool,
+                        attempt: Int = 0) {
+        let started = server.loop.nowMillis
+        let thisSlot = live ? peer : server.connections.reserve()
+        let otherSlot = server.connections.reserve()
+        let sent = commands.send([b("FCALL"), b("uvchat_locate"), b("0"), b(String(node)), b(String(slot)), b(name),
+                                  b(String(thisSlot.rawValue)), b(String(otherSlot.rawValue)),
+                                  b(String(server.chat.tokenNode))]) { [unowned self] reply in
+            observeRoundTrip(since: started)
+            if reply.array?.first?.text == "wait" && attempt < 30 {
+                if !live { server.connections.release(thisSlot) }
+                server.connections.release(otherSlot)
+                retryLater { [unowned self] in
+                    guard server.chat.routing.hosted[peer] == ClusterRouting.locating else { return }
+                    locate(peer, node: node, slot: slot, secret: secret, seq: seq, live: live, attempt: attempt + 1)
+                }
+                return
+            }
+            located(peer, node: node, slot: slot, secret: secret, seq: seq, live: live, reply,
+                    slots: (thisSlot, otherSlot))
+        }
+        if !sent {
+            if !live { server.connections.release(thisSlot) }
+            server.connections.release(otherSlot)
+            notFound(peer, live: live)
+        }
+    }
+
+    private func located(_ peer: PeerID, node: UInt32, slot: UInt32, secret: (UInt64, UInt64), seq: UInt64, live: Bool,
+                         _ reply: RedisValue, slots: (this: PeerID, other: PeerID)) {
+        let now = server.loop.nowMillis
+        let items = reply.array ?? []
+        let kind = items.first?.text ?? ""
+        let stillWaiting = server.chat.routing.hosted[peer] == ClusterRouting.locating
+        server.logger.log(.debug, "cluster: locate answered", ["answer": kind, "live": String(live),
+                                                                "waiting": String(stillWaiting)])
+        if kind == "state", items.count == 4, case .string(let blob) = items[1], let export = ChatExport(bytes: blob),
+           let foundNode = items[2].integer.flatMap(UInt32.init(exactly:)),
+           let foundSlot = items[3].integer.flatMap(UInt32.init(exactly:)),
+           server.chat.importChat(export, resuming: foundNode << 20 | foundSlot, this: slots.this,
+                                  thisLive: live && stillWaiting, other: slots.other, now: now) {
+            if live {
+                _ = server.chat.routing.unhost(peer)
+                setHosted(peer, false)
+                replayHere(peer, now: now)
+            } else if stillWaiting {
+                setHosted(peer, false)
+                server.chat.resumeHere(peer, slot: slots.this.rawValue, secret: secret, seq: seq, now: now)
+                replayHere(peer, now: now)
+            }
+            if server.chat.deadlinesChanged { server.armMatchTimer() }
+            return
+        }
+        if !live { server.connections.release(slots.this) }
+        server.connections.release(slots.other)
+        guard stillWaiting else { return }
+        switch kind {
+        case "live" where items.count == 2 && !live:
+            guard let home = items[1].text else { return notFound(peer, live: live) }
+            if home == name {
+                setHosted(peer, false)
+                server.chat.resumeHere(peer, slot: slot, secret: secret, seq: seq, now: now)
+                replayHere(peer, now: now)
+            } else {
+                attach(peer, to: home, slot: slot, secret: secret, seq: seq)
+            }
+        case "moved" where items.count == 3 && !live:
+            guard let home = items[1].text, let s = items[2].text.flatMap({ UInt32($0) }) else {
+                return notFound(peer, live: live)
+            }
+            if home == name {
+                setHosted(peer, false)
+                server.chat.resumeHere(peer, slot: s, secret: secret, seq: seq, now: now)
+                replayHere(peer, now: now)
+            } else {
+                attach(peer, to: home, slot: s, secret: secret, seq: seq)
+            }
+        default:
+            notFound(peer, live: live)
+        }
+    }
+
+    /// Runs `body` in 100 ms (all retries due together share one timer).
+    private func retryLater(_ body: @escaping () -> Void) {
+        retries.append(body)
+        guard retries.count == 1 else { return }
+        if retryTimer == nil {
+            retryTimer = try? server.loop.timer { [unowned self] in
+                let due = retries
+                retries.removeAll()
+                for r in due { r() }
+            }
+        }
+        try? retryTimer?.start(after: 100)
+    }
+
+    private func notFound(_ peer: PeerID, live: Bool) {
+        let now = server.loop.nowMillis
+        pending[peer] = nil
+        setHosted(peer, false)
+        if live {
+            server.chat.hostedChatEnded(peer, notify: true, now: now)
+        } else {
+            server.chat.resumeNotFound(peer, now: now)
+        }
+    }
+
+    /// The connection's chat is on `home`: it becomes a stub there, which takes the resume.
+    private func attach(_ peer: PeerID, to home: String, slot: UInt32, secret: (UInt64, UInt64), seq: UInt64) {
+        var address = ClientAddress.unknown
+        server.connections.ifOpen(peer) { address = $0.address }
+        let entry = server.chat.routing.newEntry()
+        server.chat.hostedElsewhere(peer, on: home, entry: entry)
+        var command = Array(#"{"type":"resume","token":""#.utf8)
+        ResumeToken(slot: slot, secret: secret).appendText(into: &command)
+        command += Array(#"","seq":\#(seq)}"#.utf8)
+        record(to: home, ClusterEnvelope(slot: peer.rawValue, entry: entry, .attach(address: address, command: command)))
+        for r in pending.removeValue(forKey: peer) ?? [] {
+            record(to: home, ClusterEnvelope(slot: peer.rawValue, entry: entry, r))
+        }
+    }
+
+    /// What the member sent while its chat was being found, now that the chat is here.
+    private func replayHere(_ peer: PeerID, now: UInt64) {
+        for r in pending.removeValue(forKey: peer) ?? [] {
+            switch r {
+            case .text(let bytes): bytes.withUnsafeBytes { server.chat.receive($0, from: peer, now: now) }
+            case .binary(var bytes): bytes.withUnsafeMutableBytes { server.chat.receiveBinary($0, from: peer, now: now) }
+            case .skippedBinary: server.chat.refuseBinary(from: peer, now: now)
+            default: break
+            }
         }
     }
 
@@ -367,6 +529,15 @@ final class ClusterNode {
     /// A message of a member whose chat is on another node goes there as it came.
     func forward(_ peer: PeerID, _ record: ClusterRecord) {
         guard let hosting = server.chat.routing.hosted[peer] else { return }
+        if hosting.node.isEmpty {
+            // Its chat is being found: the message waits (a client that floods meanwhile is closed).
+            if pending[peer, default: []].count < ClusterNode.maxPendingRecords {
+                pending[peer, default: []].append(record)
+            } else {
+                server.connections.ifOpen(peer) { $0.closeWebSocket(.policyViolation, dropPending: true) }
+            }
+            return
+        }
         self.record(to: hosting.node, ClusterEnvelope(slot: peer.rawValue, entry: hosting.entry, record))
     }
 
@@ -433,8 +604,18 @@ final class ClusterNode {
             guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return }
             if dropped { server.chat.drop(stub, now: now) } else { server.chat.leave(stub, now: now) }
             if !server.chat.isHeld(stub) { freeStub(stub) }
-        case .attach:
-            return   // resuming on another node than the chat's home: not yet (the client gets resume_failed there)
+        case .attach(let address, let command):
+            // A connection on `from` resumes a chat of this node: it becomes a stub here, which takes the resume.
+            let key = StubKey(node: node, slot: e.slot, entry: e.entry)
+            guard stubs[key] == nil else { return }
+            let stub = makeStub(node: from, slot: e.slot, entry: e.entry)
+            server.chat.joinStub(stub, address: address, version: .v2, images: false,
+                                 serial: UInt32.random(in: 1...(1 << 29)), interests: [], now: now)
+            command.withUnsafeBytes { server.chat.receive($0, from: stub, now: now) }
+        case .moved(let num, let slot):
+            guard isHosted(peer, on: from, entry: e.entry) else { return }
+            server.chat.routing.relocate(peer)
+            locate(peer, node: num, slot: slot, secret: (0, 0), seq: 0, live: true)
         // To the owner: about a member here.
         case .adopt:
             if server.chat.routing.isWaiting(peer, entry: e.entry) {
@@ -495,20 +676,66 @@ final class ClusterNode {
 
     // MARK: - Drain and stop
 
-    /// The node drains: it leaves the queue at once (the others see it gone at their next heartbeat), and the
-    /// remote partners of its clients hear `partner_left`.
-    func beginDrain() {
-        for (_, stub) in stubs { toStubNode(stub, .close(code: 0, reason: "")) }
-        if commands.state == .ready {
-            commands.send([b("FCALL"), b("uvchat_leave"), b("0"), b(name)], nil)
+    /// The node drains (a rolling restart). Every chat whose sides both speak version 2 is exported to Redis for
+    /// their resumes on other nodes; a side that is a stub is taken up at once by its own node (`moved`). Other
+    /// chats end (their remote sides hear `partner_left`). Then the node leaves the queue, and `done` runs once
+    /// Redis has it all (or after a second), so that the 1012 closes come after the chats can be found.
+    func beginDrain(then done: @escaping () -> Void) {
+        let now = server.loop.nowMillis
+        // No more heartbeats: the node leaves the cluster now (one more would register it again).
+        closing = true
+        let num = server.chat.tokenNode
+        guard clustered, commands.state == .ready, num != 0 else {
+            for (_, stub) in stubs { toStubNode(stub, .close(code: 0, reason: "")) }
+            pump()
+            return done()
         }
+        let mask = ChatService<ConnectionOutbox, ClusterRouting>.tokenSlotLimit - 1
+        let ttl = UInt64(server.config.resumeGraceSeconds) * 1000 + 5000
+        for (export, a, b) in server.chat.exportChats(now: now) {
+            let (sa, sb) = (export.a.tokenSlot, export.b.tokenSlot)
+            // (A token issued before this node had its number names no node: that chat cannot be found elsewhere.)
+            if sa >> 20 == num && sb >> 20 == num {
+                // A side that is another node's client is taken up by that node, at once (`moved`).
+                let claimant = [a, b].compactMap { stubKeys[$0.rawValue].map { nodeNames[$0.node] } }.first ?? ""
+                commands.send([self.b("FCALL"), self.b("uvchat_export"), self.b("0"), self.b(String(num)),
+                               self.b(String(sa & mask)), self.b(String(sb & mask)), export.bytes,
+                               self.b(String(ttl)), self.b(claimant)], nil)
+                exportedChats &+= 1
+            }
+            for (x, side) in [(a, export.a), (b, export.b)] where isStub(x) {
+                toStubNode(x, .moved(node: num, slot: side.tokenSlot & mask))
+                server.chat.forgetStub(x, now: now)
+                freeStub(x)
+            }
+        }
+        for (_, stub) in stubs { toStubNode(stub, .close(code: 0, reason: "")) }
+        var finished = false
+        let finish = { [unowned self] in
+            guard !finished else { return }
+            finished = true
+            drainWait?.close()
+            drainWait = nil
+            done()
+        }
+        let sent = commands.send([b("FCALL"), b("uvchat_leave"), b("0"), b(name)]) { _ in finish() }
         pump()
+        guard sent else { return finish() }
+        drainWait = try? server.loop.timer { finish() }
+        try? drainWait?.start(after: 1000)
     }
+
+    private var drainWait: LoopTimer?
+    private(set) var exportedChats: UInt64 = 0
 
     func close() {
         closing = true
         heartbeatTimer?.close()
         heartbeatTimer = nil
+        drainWait?.close()
+        drainWait = nil
+        retryTimer?.close()
+        retryTimer = nil
         pump()
         commands.close(gracefully: true)
         subscriber.close(gracefully: false)
@@ -540,6 +767,8 @@ final class ClusterNode {
         metric("uvchat_cluster_records_sent_total", "counter", "Cross-node records sent (frames, messages, events).",
                String(recordsOut))
         metric("uvchat_cluster_records_received_total", "counter", "Cross-node records received.", String(recordsIn))
+        metric("uvchat_cluster_exported_chats_total", "counter",
+               "Chats this node left in Redis for their resumes elsewhere when it drained.", String(exportedChats))
         metric("uvchat_cluster_publishes_total", "counter", "PUBLISH commands (one per node per loop iteration at most).",
                String(publishes))
         return out

@@ -294,16 +294,29 @@ public final class Server {
         notifier.notify("STOPPING=1\n" + statusLine())
         logger.log(.info, "draining", ["signal": signal, "connections": String(connections.count)])
         listener.close()
-        cluster?.beginDrain()
         // Messages already in the kernel's buffers were sent while their chats were open: they are read and relayed
         // before any chat connection is closed (the signal may have been seen first in this loop iteration).
         connections.forEach { conn in
             if !conn.isClosed, case .chat = conn.phase { conn.readPending() }
         }
+        chat.pruneModeration(now: loop.nowMillis)
+        guard let cluster else { return closeForDrain() }
+        // A cluster node first leaves its chats in Redis for their resumes elsewhere; meanwhile nothing more is read
+        // from the chat connections (what came is in the chats' rings, and a client sends again what the server
+        // did not accept, B.2).
+        connections.forEach { conn in
+            if !conn.isClosed, case .chat = conn.phase { conn.pauseReading() }
+        }
+        cluster.beginDrain { [unowned self] in closeForDrain() }
+    }
+
+    /// The drain's closes: every WebSocket (1012 for a version 2 client of a cluster, else 1001), idle HTTP
+    /// connections shortly; the exit when all are gone or the drain timeout passes.
+    private func closeForDrain() {
         let now = loop.nowMillis
-        chat.pruneModeration(now: now)
         connections.forEach { conn in
             guard !conn.isClosed else { return }
+            if case .chat = conn.phase, conn.readPaused { conn.resumeReading() }
             switch conn.phase {
             case .http:
                 // An idle keep-alive connection may still ask /healthz (and hear 503) for a moment.
@@ -313,7 +326,8 @@ public final class Server {
             case .chat:
                 // In a cluster a version 2 client reconnects (through the load balancer, to another node): 1012.
                 let restart = cluster != nil && chat.isMember(conn.id) && chat.isV2(conn.id)
-                conn.closeWebSocket(restart ? .serviceRestart : .goingAway)
+                // (Dropped, not left: a chat on another node holds its side for the resume.)
+                conn.closeWebSocket(restart ? .serviceRestart : .goingAway, chat: restart ? .drop : .leave)
             case .echo:
                 conn.closeWebSocket(.goingAway)
             case .closing:
