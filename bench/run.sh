@@ -3,7 +3,8 @@
 # (uvchat-bench; wrk for static files) pinned to core 1. One JSON line per scenario on stdout, then the markdown
 # table next to the issue's anchors. Results: .build/bench/results.jsonl and .build/bench/table.md.
 # Sizes: IDLE_CONNECTIONS (100000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
-# RELAY_WINDOW (16), BENCH_SECONDS (8), LATENCY_RATE (20000), CHURN_CONCURRENCY (100).
+# RELAY_WINDOW (16), BENCH_SECONDS (8), LATENCY_RATE (20000), CHURN_CONCURRENCY (100). BENCH_ONLY=cluster runs only
+# the cluster scenarios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -48,12 +49,49 @@ scenario() {
   taskset -c 1 "$BIN/uvchat-bench" "$1" --port "$PORT" --pid "$SERVER_PID" "${@:2}" | tee -a "$OUT/results.jsonl"
   stop_server
 }
+if [ "${BENCH_ONLY:-}" != cluster ]; then
 scenario idle --connections "$IDLE"
 scenario connect --connections "${CONNECT_CONNECTIONS:-10000}"
 scenario relay --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --seconds "$SECS"
 scenario latency --pairs "${RELAY_PAIRS:-50}" --rate "${LATENCY_RATE:-20000}" --seconds "$SECS"
 scenario churn --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS"
 scenario static --seconds "$SECS"
+fi
+# The cluster (issue 18): a redis-server on a unix socket and two nodes, all on core 0, the generator on core 1.
+# relay-cluster-cross: every pair split across the nodes (clients connect one at a time, alternating nodes, so the
+# FIFO pairs each with the next); relay-cluster-local: the same cluster, every client on node 0 (no Redis hop).
+# CPU per message is both nodes' together, and redis-server's apart; the pairing latency is the newcomer's.
+cluster_scenario() {
+  local name=$1 ports_of=$2
+  local dir; dir=$(mktemp -d)
+  taskset -c 0 redis-server --port 0 --unixsocket "$dir/redis.sock" --save "" --appendonly no --dir "$dir" >/dev/null &
+  local rpid=$!
+  for _ in $(seq 100); do [ -S "$dir/redis.sock" ] && break; sleep 0.05; done
+  local pids=() ports=()
+  for i in 0 1; do
+    taskset -c 0 "$BIN/uvchatd" --host 127.0.0.1 --port 0 --www www --no-rate-limits --redis "unix:$dir/redis.sock" \
+      --node-id "bench$i" 2> "$OUT/node$i.log" &
+    pids+=($!)
+  done
+  for i in 0 1; do
+    for _ in $(seq 200); do grep -q 'cluster: joined' "$OUT/node$i.log" && break; sleep 0.05; done
+    ports+=("$(sed -n 's/.*msg=listening.* port=\([0-9]*\).*/\1/p' "$OUT/node$i.log" | head -1)")
+  done
+  local use="${ports[0]},${ports[1]}"
+  [ "$ports_of" = local ] && use="${ports[0]}"
+  taskset -c 1 "$BIN/uvchat-bench" relay --port "${ports[0]}" --ports "$use" --pid "${pids[0]}" --pids "${pids[1]}" \
+    --redis-pid "$rpid" --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --seconds "$SECS" --ramp-concurrency 1 \
+    | sed "s/\"scenario\":\"relay\"/\"scenario\":\"$name\"/" | tee -a "$OUT/results.jsonl"
+  kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true
+  kill -TERM "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true
+  rm -rf "$dir"
+}
+if command -v redis-server >/dev/null; then
+  cluster_scenario relay-cluster-cross cross
+  cluster_scenario relay-cluster-local local
+else
+  echo "note: redis-server not installed (make test-deps installs it); the cluster scenarios are skipped" >&2
+fi
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 { echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), ${CPU:-unknown CPU}, Linux $(uname -r | cut -d- -f1)); uvchatd on core 0, generator on core 1."; echo
   "$BIN/uvchat-bench" table "$OUT/results.jsonl"; } | tee "$OUT/table.md"

@@ -72,7 +72,7 @@ final class BenchClient {
         }
         uv_tcp_nodelay(tcp, 1)
         connectRequest.pointee.data = tcp.pointee.data
-        var server = bench.server
+        var server = bench.servers[index % bench.servers.count]
         let rc = withUnsafePointer(to: &server) { addr in
             uv_tcp_connect(connectRequest, tcp, uvc_sockaddr_in(addr)) { req, status in
                 let client = Unmanaged<BenchClient>.fromOpaque(req!.pointee.data).takeUnretainedValue()

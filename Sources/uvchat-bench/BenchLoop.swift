@@ -11,6 +11,8 @@ final class BenchLoop {
     let readBuffer: UnsafeMutableRawBufferPointer
     let upgradeRequest: [UInt8]
     let server: sockaddr_in
+    /// Where clients connect, by client index round robin: the one server, or a cluster's nodes (`--ports`).
+    private(set) var servers: [sockaddr_in] = []
     /// 127.0.0.2, 127.0.0.3, ...: each source address has its own ephemeral port range towards the server.
     private(set) var sources: [sockaddr_in] = []
     let payload = ChatPayload()
@@ -28,6 +30,7 @@ final class BenchLoop {
         var addr = sockaddr_in()
         guard uv_ip4_addr(host, Int32(port), &addr) == 0 else { throw BenchError("bad IPv4 address \(host)") }
         server = addr
+        servers = [addr]
         var request = Array(("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\n"
             + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             + (version2 ? "Sec-WebSocket-Protocol: uvchat.2\r\n" : "")
@@ -47,6 +50,17 @@ final class BenchLoop {
         }
         // Only clients keep the loop alive; the flush hook must not.
         uv_unref(uvc_prepare_as_handle(prepare))
+    }
+
+    /// A cluster's nodes on `host`: client i connects to `ports[i % ports.count]`.
+    func useServers(host: String, ports: [Int]) throws(BenchError) {
+        var list: [sockaddr_in] = []
+        for port in ports {
+            var addr = sockaddr_in()
+            guard uv_ip4_addr(host, Int32(port), &addr) == 0 else { throw BenchError("bad address \(host):\(port)") }
+            list.append(addr)
+        }
+        if !list.isEmpty { servers = list }
     }
 
     static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> BenchLoop {

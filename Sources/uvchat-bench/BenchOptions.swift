@@ -50,6 +50,8 @@ struct BenchOptions {
           idle     --connections 20000 --concurrency 500 --settle 2
           connect  --connections 10000 --concurrency 100
           relay    --pairs 50 --window 16 --seconds 10 --warmup 1 | --messages M (fixed count, no warm-up)
+                   --ramp-concurrency 100; a cluster: --ports P1,P2 (client i to P[i % n]) --pids OTHER_NODE_PIDS
+                   --redis-pid PID (its CPU reported apart) and the pairing latency p50/p99
           latency  --pairs 50 --rate 20000 --seconds 10 --warmup 1
           churn    --concurrency 100 --seconds 5 | --sessions S (fixed count)
           static   --connections 50 --seconds 5 --path /   (runs wrk)

@@ -6,14 +6,20 @@ import Glibc
 /// CPU time and resident memory of the server (from /proc) and of the generator itself (getrusage), taken at
 /// the edges of a measured window.
 struct ProcessSample {
+    /// A cluster's other uvchatd nodes (`--pids`), whose CPU counts with the server's, and its redis-server
+    /// (`--redis-pid`), counted apart. Set once from the options, before any sample.
+    nonisolated(unsafe) static var otherServerPIDs: [Int32] = []
+    nonisolated(unsafe) static var redisPID: Int32 = 0
     var serverCPU: Double
+    var redisCPU: Double = 0
     var serverRSSKiB: Int
     var generatorCPU: Double
     var childrenCPU: Double
     var wall: UInt64
 
     static func take(serverPID: Int32) -> ProcessSample {
-        ProcessSample(serverCPU: cpuSeconds(pid: serverPID), serverRSSKiB: rssKiB(pid: serverPID),
+        ProcessSample(serverCPU: otherServerPIDs.reduce(cpuSeconds(pid: serverPID)) { $0 + cpuSeconds(pid: $1) },
+                      redisCPU: redisPID > 0 ? cpuSeconds(pid: redisPID) : 0, serverRSSKiB: rssKiB(pid: serverPID),
                       generatorCPU: rusageSeconds(RUSAGE_SELF.rawValue), childrenCPU: rusageSeconds(RUSAGE_CHILDREN.rawValue),
                       wall: uv_hrtime())
     }
@@ -64,6 +70,7 @@ struct Window {
 
     var seconds: Double { Double(end.wall &- start.wall) / 1e9 }
     var serverCPU: Double { end.serverCPU - start.serverCPU }
+    var redisCPU: Double { end.redisCPU - start.redisCPU }
     var generatorCPU: Double { end.generatorCPU - start.generatorCPU }
     var childrenCPU: Double { end.childrenCPU - start.childrenCPU }
     /// Fraction of one core the generator used.

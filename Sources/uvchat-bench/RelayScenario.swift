@@ -1,3 +1,5 @@
+import CLibUV
+
 /// `relay`: P pairs stream chat messages both ways, each sender keeping at most W messages that its partner
 /// has not yet received (the partner's receipt is the acknowledgement, seen directly since both ends live in
 /// this process). Reports delivered messages per second and server CPU per delivered message over a window
@@ -30,7 +32,8 @@ final class RelayScenario: BenchScenario {
         warmup = try options.double("warmup", 1)
         messages = options.has("messages") ? try options.int("messages", 0) : nil
         let pairs = max(1, try options.int("pairs", 50))
-        ramp = try ConnectionRamp(bench: bench, scenario: self, total: 2 * pairs, concurrency: 100,
+        ramp = try ConnectionRamp(bench: bench, scenario: self, total: 2 * pairs,
+                                  concurrency: max(1, try options.int("ramp-concurrency", 100)),
                                   bindSources: 2 * pairs > 20_000)
     }
 
@@ -41,7 +44,16 @@ final class RelayScenario: BenchScenario {
         })
     }
 
-    func clientDidOpen(_ client: BenchClient) { ramp.didOpen(client) }
+    func clientDidOpen(_ client: BenchClient) {
+        openedAt[client.index] = uv_hrtime()
+        ramp.didOpen(client)
+    }
+
+    /// Upgrade to `paired` of every client that was paired at once (the second of each pair): with a cluster,
+    /// one queue call in Redis and, across nodes, the pairing's records.
+    private var openedAt: [Int: UInt64] = [:]
+    private var pairing = Histogram()
+    private var pairingSamples = 0
 
     func client(_ client: BenchClient, didReceive event: ServerEvent, json: UnsafeRawBufferPointer) {
         switch event {
@@ -52,6 +64,10 @@ final class RelayScenario: BenchScenario {
             pump(sender)
             if let messages, ledger.delivered >= messages { stopWindow(); finish(error: nil) }
         case .paired:
+            if let opened = openedAt.removeValue(forKey: client.index) {
+                pairing.record((uv_hrtime() - opened) / 1000)
+                pairingSamples += 1
+            }
             ramp.didPair(client)
             if ramp.allPaired { beginStreaming() }
         case .online, .waiting:
@@ -126,6 +142,14 @@ final class RelayScenario: BenchScenario {
         line.add("msgs_per_s", Double(count) / w.seconds, digits: 0)
         line.add("server_cpu_us_per_msg", w.serverCPU * 1e6 / Double(max(1, count)), digits: 3)
         line.add("generator_cpu_us_per_msg", w.generatorCPU * 1e6 / Double(max(1, count)), digits: 3)
+        if ProcessSample.redisPID > 0 {
+            line.add("redis_cpu_us_per_msg", w.redisCPU * 1e6 / Double(max(1, count)), digits: 3)
+            line.add("nodes", 1 + ProcessSample.otherServerPIDs.count)
+        }
+        if pairingSamples > 0 {
+            line.add("pairing_p50_us", Int(pairing.value(atPercentile: 50)))
+            line.add("pairing_p99_us", Int(pairing.value(atPercentile: 99)))
+        }
         ledger.report(into: &line, sent: totalSent)
         line.add("errors", failures)
         line.addGenerator(w)

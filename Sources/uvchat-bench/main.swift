@@ -39,6 +39,11 @@ enum BenchMain {
                 let bench = try BenchLoop(host: options.string("host", "127.0.0.1"), port: try options.int("port", 8080),
                                           path: options.string("path", "/ws"),
                                           version2: try options.int("protocol", 1) == 2)
+                // A cluster: clients spread over its nodes; CPU counted over all of them, and Redis apart.
+                let ports = options.string("ports", "").split(separator: ",").compactMap { Int($0) }
+                try bench.useServers(host: options.string("host", "127.0.0.1"), ports: ports)
+                ProcessSample.otherServerPIDs = options.string("pids", "").split(separator: ",").compactMap { Int32($0) }
+                ProcessSample.redisPID = Int32(try options.int("redis-pid", 0))
                 line = try runLoopScenario(options.scenario, bench: bench, options: options, serverPID: serverPID, timeout: timeout)
             default:
                 throw BenchError("unknown scenario \(options.scenario)\n" + BenchOptions.usage)

@@ -49,9 +49,9 @@ final class ClusterNode {
     private var stubKeys: [UInt32: StubKey] = [:]
     private var scratch: [UInt8] = []
     /// Messages of members whose chat is being found (a resume on another node, a drained home), in order,
-    /// bounded per member.
+    /// bounded per member (64 records of at most one message each: a client waits for its `resumed` anyway).
     private var pending: [PeerID: [ClusterRecord]] = [:]
-    static let maxPendingRecords = 1024
+    static let maxPendingRecords = 64
 
     // Metrics.
     private(set) var roundTrips: UInt64 = 0
@@ -331,29 +331,23 @@ final class ClusterNode {
         if !live { server.connections.release(slots.this) }
         server.connections.release(slots.other)
         guard stillWaiting else { return }
+        // Still where it was (live) or moved: the resume goes to that node and slot, here or there.
+        let target: (node: String, slot: UInt32)?
         switch kind {
         case "live" where items.count == 2 && !live:
-            guard let home = items[1].text else { return notFound(peer, live: live) }
-            if home == name {
-                setHosted(peer, false)
-                server.chat.resumeHere(peer, slot: slot, secret: secret, seq: seq, now: now)
-                replayHere(peer, now: now)
-            } else {
-                attach(peer, to: home, slot: slot, secret: secret, seq: seq)
-            }
+            target = items[1].text.map { ($0, slot) }
         case "moved" where items.count == 3 && !live:
-            guard let home = items[1].text, let s = items[2].text.flatMap({ UInt32($0) }) else {
-                return notFound(peer, live: live)
-            }
-            if home == name {
-                setHosted(peer, false)
-                server.chat.resumeHere(peer, slot: s, secret: secret, seq: seq, now: now)
-                replayHere(peer, now: now)
-            } else {
-                attach(peer, to: home, slot: s, secret: secret, seq: seq)
-            }
+            if let home = items[1].text, let s = items[2].text.flatMap({ UInt32($0) }) { target = (home, s) } else { target = nil }
         default:
-            notFound(peer, live: live)
+            target = nil
+        }
+        guard let target else { return notFound(peer, live: live) }
+        if target.node == name {
+            setHosted(peer, false)
+            server.chat.resumeHere(peer, slot: target.slot, secret: secret, seq: seq, now: now)
+            replayHere(peer, now: now)
+        } else {
+            attach(peer, to: target.node, slot: target.slot, secret: secret, seq: seq)
         }
     }
 
