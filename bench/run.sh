@@ -82,6 +82,11 @@ cluster_scenario() {
   taskset -c 1 "$BIN/uvchat-bench" relay --port "${ports[0]}" --ports "$use" --pid "${pids[0]}" --pids "${pids[1]}" \
     --redis-pid "$rpid" --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --seconds "$SECS" --ramp-concurrency 1 \
     | sed "s/\"scenario\":\"relay\"/\"scenario\":\"$name\"/" | tee -a "$OUT/results.jsonl"
+  # Churn over the cluster (connect, pair through the shared queue, a message each way, close): the queue's cost
+  # in Redis per session, whose inverse is its ceiling in pairings per second on one Redis core.
+  [ "$ports_of" = cross ] && taskset -c 1 "$BIN/uvchat-bench" churn --port "${ports[0]}" --ports "$use" --pid "${pids[0]}" \
+    --pids "${pids[1]}" --redis-pid "$rpid" --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS" \
+    | sed "s/\"scenario\":\"churn\"/\"scenario\":\"churn-cluster\"/" | tee -a "$OUT/results.jsonl"
   kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true
   kill -TERM "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true
   rm -rf "$dir"

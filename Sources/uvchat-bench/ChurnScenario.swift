@@ -134,6 +134,11 @@ final class ChurnScenario: BenchScenario {
         line.add("sessions", count)
         line.add("sessions_per_s", Double(count) / w.seconds, digits: 0)
         line.add("server_cpu_us_per_session", w.serverCPU * 1e6 / Double(max(1, count)), digits: 2)
+        if ProcessSample.redisPID > 0 {
+            // A cluster: each session is one queue call in Redis (its one shard): 1 / this is the queue's ceiling.
+            line.add("redis_cpu_us_per_session", w.redisCPU * 1e6 / Double(max(1, count)), digits: 2)
+            line.add("nodes", 1 + ProcessSample.otherServerPIDs.count)
+        }
         line.add("messages_delivered", ledger.delivered)
         line.add("out_of_order", ledger.outOfOrder)
         line.add("wrong_partner", ledger.wrongPartner)
