@@ -470,3 +470,30 @@ def test_rolling_restart_of_every_node_loses_no_chat(cluster_factory):
         assert a.got == b.sent and b.got == a.sent, (a.name, a.got, b.sent, b.got, a.sent)
     assert sum(x.sent for x in clients) > 100
     assert sum(x.resumes for x in clients) >= 6   # every client's node restarted at least once
+
+
+def test_images_cross_nodes_with_consent_and_cleaning(cluster_factory):
+    """The stub's side (a, whose chat lives on b's node) offers and sends; the home's side does the same back."""
+    import struct
+    from test_v2_images import SENTINEL, gps_jpeg
+    c = cluster_factory(2)
+    a = RawWS(c.nodes[0].port, headers=V2)
+    a.send_json({"type": "start", "images": True})
+    assert a.recv_json()["type"] == "waiting"
+    b = RawWS(c.nodes[1].port, headers=V2)
+    b.send_json({"type": "start", "images": True})
+    pb, pa = b.recv_json(), a.recv_json()
+    assert pa["partner"]["images"] is True and pb["partner"]["images"] is True, (pa, pb)
+    data = gps_jpeg(trailing=b"TRAILING")
+    for sender, receiver, offer_id in ((a, b, 7), (b, a, 8)):
+        event = {"type": "image_offer", "id": offer_id, "mime": "image/jpeg", "bytes": len(data)}
+        sender.send_json(event)
+        assert receiver.recv_json() == event
+        receiver.send_json({"type": "image_accept", "id": offer_id})
+        assert sender.recv_json() == {"type": "image_accept", "id": offer_id}
+        sender.send_frame(2, struct.pack(">I", offer_id) + data)
+        op, got = receiver.recv_message()
+        assert op == 2 and got[:4] == struct.pack(">I", offer_id), (op, got[:8])
+        assert 0 < len(got) - 4 < len(data) and SENTINEL not in got
+    a.send_json({"type": "message", "text": "after the images", "id": 1})
+    assert b.recv_json()["text"] == "after the images"
