@@ -506,3 +506,22 @@ def test_images_cross_nodes_with_consent_and_cleaning(cluster_factory):
         assert 0 < len(got) - 4 < len(data) and SENTINEL not in got
     a.send_json({"type": "message", "text": "after the images", "id": 1})
     assert b.recv_json()["text"] == "after the images"
+
+
+def test_a_node_that_drains_while_redis_is_down_says_1001(cluster_factory, redis):
+    """1012 promises that another node can take the resume (B.2): a node serving alone cannot keep that promise."""
+    c = cluster_factory(2)
+    redis.stop()
+    deadline = time.time() + 8
+    while time.time() < deadline and http_exchange(c.nodes[0].port, get("/healthz")).body != b"degraded":
+        time.sleep(0.1)
+    a = RawWS(c.nodes[0].port, headers=V2)
+    a.send_json({"type": "start"})
+    assert a.recv_json()["type"] == "waiting"
+    b = RawWS(c.nodes[0].port, headers=V2)
+    b.send_json({"type": "start"})
+    assert b.recv_json()["type"] == "paired"
+    c.nodes[0].proc.send_signal(signal.SIGTERM)
+    assert a.close_code() == 1001 and b.close_code() == 1001
+    assert c.nodes[0].proc.wait(15) == 0
+    c.nodes[0].proc = None

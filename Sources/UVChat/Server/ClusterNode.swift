@@ -684,6 +684,7 @@ final class ClusterNode {
             pump()
             return done()
         }
+        exportsChats = true
         let mask = ChatService<ConnectionOutbox, ClusterRouting>.tokenSlotLimit - 1
         let ttl = UInt64(server.config.resumeGraceSeconds) * 1000 + 5000
         for (export, a, b) in server.chat.exportChats(now: now) {
@@ -720,6 +721,8 @@ final class ClusterNode {
     }
 
     private var drainWait: LoopTimer?
+    /// The drain left this node's version 2 chats in Redis: another node can take their resumes (1012, B.2).
+    private(set) var exportsChats = false
     private(set) var exportedChats: UInt64 = 0
 
     func close() {

@@ -324,8 +324,9 @@ public final class Server {
                     http.deadline = min(http.deadline, now + Server.drainHTTPGraceMillis)
                 }
             case .chat:
-                // In a cluster a version 2 client reconnects (through the load balancer, to another node): 1012.
-                let restart = cluster != nil && chat.isMember(conn.id) && chat.isV2(conn.id)
+                // In a cluster whose Redis took this node's chats, a version 2 client reconnects (through the load
+                // balancer, to another node) and resumes: 1012. A node serving alone (degraded) says 1001.
+                let restart = cluster?.exportsChats == true && chat.isMember(conn.id) && chat.isV2(conn.id)
                 // (Dropped, not left: a chat on another node holds its side for the resume.)
                 conn.closeWebSocket(restart ? .serviceRestart : .goingAway, chat: restart ? .drop : .leave)
             case .echo:
