@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # make bench: a fresh release uvchatd per scenario, pinned to core 0 with --no-rate-limits, and the load generator
 # (uvchat-bench; wrk for static files) pinned to core 1. One JSON line per scenario on stdout, then the markdown
-# table next to the issue's anchors. Results: .build/bench/results.jsonl and .build/bench/table.md.
-# Sizes: IDLE_CONNECTIONS (100000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
+# table. Every scenario runs twice: on uvchatd and on the floor (bench/floor/floor.c, a minimal C server on epoll,
+# scenario names floor-*), and the table states each row as a ratio to the floor. Churn closes server-first (RFC
+# 6455 7.1.1, as outside benchmarks do); churn-client-close is the other order. Results: .build/bench/results.jsonl
+# and .build/bench/table.md.
+# Sizes: IDLE_CONNECTIONS (10000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
 # RELAY_WINDOW (16), BENCH_SECONDS (8), LATENCY_RATE (20000), CHURN_CONCURRENCY (100). BENCH_ONLY=cluster runs only
-# the cluster scenarios.
+# the cluster scenarios, BENCH_ONLY=single only the others, BENCH_ONLY=floor only the floor's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -17,9 +20,11 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   swift build -c release -j "${JOBS:-2}" --product uvchatd
   swift build -c release -j "${JOBS:-2}" --product uvchat-bench
 fi
+# The floor links libcrypto by its soname (SHA-1 and base64 of the handshake), so it needs no development headers.
+cc -O2 -o "$OUT/floor" bench/floor/floor.c -l:libcrypto.so.3
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 limit=$(ulimit -n)
-IDLE=${IDLE_CONNECTIONS:-100000}
+IDLE=${IDLE_CONNECTIONS:-10000}
 if [ "$IDLE" -gt $((limit - 256)) ]; then
   echo "note: descriptor limit $limit; idle run shrunk to $((limit - 256)) connections" >&2
   IDLE=$((limit - 256))
@@ -32,8 +37,13 @@ stop_server() {
   SERVER_PID=
 }
 trap stop_server EXIT
+SERVER=uvchatd
 start_server() {
-  taskset -c 0 "$BIN/uvchatd" --host 127.0.0.1 --port 0 --www www --no-rate-limits 2> "$OUT/server.log" &
+  if [ "$SERVER" = floor ]; then
+    taskset -c 0 "$OUT/floor" 0 www 2> "$OUT/server.log" &
+  else
+    taskset -c 0 "$BIN/uvchatd" --host 127.0.0.1 --port 0 --www www --no-rate-limits 2> "$OUT/server.log" &
+  fi
   SERVER_PID=$!
   PORT=
   for _ in $(seq 100); do
@@ -44,19 +54,30 @@ start_server() {
   [ -n "$PORT" ] || { cat "$OUT/server.log"; exit 1; }
 }
 : > "$OUT/results.jsonl"
+# scenario NAME [options]: one run on $SERVER; its line is renamed floor-NAME on the floor, or to $AS if set.
 scenario() {
   start_server
-  taskset -c 1 "$BIN/uvchat-bench" "$1" --port "$PORT" --pid "$SERVER_PID" "${@:2}" | tee -a "$OUT/results.jsonl"
+  local as=${AS:-$1}
+  [ "$SERVER" = floor ] && as="floor-$1"
+  taskset -c 1 "$BIN/uvchat-bench" "$1" --port "$PORT" --pid "$SERVER_PID" "${@:2}" \
+    | sed "s/\"scenario\":\"$1\"/\"scenario\":\"$as\"/" | tee -a "$OUT/results.jsonl"
   stop_server
 }
-if [ "${BENCH_ONLY:-}" != cluster ]; then
-scenario idle --connections "$IDLE"
-scenario connect --connections "${CONNECT_CONNECTIONS:-10000}"
-scenario relay --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --seconds "$SECS"
-scenario latency --pairs "${RELAY_PAIRS:-50}" --rate "${LATENCY_RATE:-20000}" --seconds "$SECS"
-scenario churn --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS"
-scenario static --seconds "$SECS"
-fi
+single_scenarios() {
+  scenario idle --connections "$IDLE"
+  scenario connect --connections "${CONNECT_CONNECTIONS:-10000}"
+  scenario relay --pairs "${RELAY_PAIRS:-50}" --window "${RELAY_WINDOW:-16}" --seconds "$SECS"
+  [ "$SERVER" = floor ] || scenario latency --pairs "${RELAY_PAIRS:-50}" --rate "${LATENCY_RATE:-20000}" --seconds "$SECS"
+  scenario churn --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS"
+  [ "$SERVER" = floor ] || AS=churn-client-close scenario churn --close client --concurrency "${CHURN_CONCURRENCY:-100}" --seconds "$SECS"
+  scenario static --seconds "$SECS"
+}
+case "${BENCH_ONLY:-}" in
+  cluster) ;;
+  floor) SERVER=floor single_scenarios ;;
+  single) single_scenarios ;;
+  *) single_scenarios; SERVER=floor single_scenarios ;;
+esac
 # The cluster (issue 18): a redis-server on a unix socket and two nodes, all on core 0, the generator on core 1.
 # relay-cluster-cross: every pair split across the nodes (clients connect one at a time, alternating nodes, so the
 # FIFO pairs each with the next); relay-cluster-local: the same cluster, every client on node 0 (no Redis hop).
@@ -91,7 +112,9 @@ cluster_scenario() {
   kill -TERM "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true
   rm -rf "$dir"
 }
-if command -v redis-server >/dev/null; then
+if [ "${BENCH_ONLY:-}" = single ] || [ "${BENCH_ONLY:-}" = floor ]; then
+  :
+elif command -v redis-server >/dev/null; then
   cluster_scenario relay-cluster-cross cross
   cluster_scenario relay-cluster-local local
 else

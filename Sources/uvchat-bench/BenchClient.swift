@@ -166,8 +166,9 @@ final class BenchClient {
                 flush()
                 return fail("server closed with \(code)")
             }
-            // The answer to our close: the handshake is complete.
-            closeHandle()
+            // The answer to our close: the handshake is complete. The server closes TCP first (its FIN ends the
+            // read with EOF, which closes the handle), unless this run closes client first.
+            if !bench.serverClosesFirst { closeHandle() }
         case 0xA:
             break
         default:

@@ -20,6 +20,9 @@ final class BenchLoop {
     private var flushing: [BenchClient] = []
     private let prepare: UnsafeMutablePointer<uv_prepare_t>
     private var maskState: UInt64 = 0x9E37_79B9_7F4A_7C15
+    /// After the closing handshake a client waits for the server to close TCP first (RFC 6455 section 7.1.1: the
+    /// server holds TIME_WAIT), as outside benchmarks do; false (`--close client`): it closes at the server's answer.
+    var serverClosesFirst = true
 
     /// `version2`: every client offers `uvchat.2` and sends `start` right behind its upgrade request (the server
     /// reads bytes after the head as the first frames), so it is queued as a version 1 client is at connect.

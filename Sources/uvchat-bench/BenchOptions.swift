@@ -54,6 +54,8 @@ struct BenchOptions {
                    --redis-pid PID (its CPU reported apart) and the pairing latency p50/p99
           latency  --pairs 50 --rate 20000 --seconds 10 --warmup 1
           churn    --concurrency 100 --seconds 5 | --sessions S (fixed count)
+                   --close server|client (server: after the closing handshake the client waits for the server's
+                   FIN, RFC 6455 7.1.1, so TIME_WAIT stays on the server; client: it closes at the server's answer)
           static   --connections 50 --seconds 5 --path /   (runs wrk)
           table    RESULTS.jsonl  (markdown table next to the issue's anchors)
         """

@@ -139,6 +139,7 @@ final class ChurnScenario: BenchScenario {
             line.add("redis_cpu_us_per_session", w.redisCPU * 1e6 / Double(max(1, count)), digits: 2)
             line.add("nodes", 1 + ProcessSample.otherServerPIDs.count)
         }
+        line.add("close_first", bench.serverClosesFirst ? "server" : "client")
         line.add("messages_delivered", ledger.delivered)
         line.add("out_of_order", ledger.outOfOrder)
         line.add("wrong_partner", ledger.wrongPartner)

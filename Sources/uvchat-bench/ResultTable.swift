@@ -1,21 +1,26 @@
-/// The markdown table of issue 8: the anchor columns as the issue states them, uvchat's measured column,
-/// and whether the target (at or below uWebSockets) is met; then the throughput and latency figures.
+/// The markdown table of issue 19: each row measured on uvchatd and on the floor (`bench/floor/floor.c`, a minimal
+/// epoll server run through the same scenarios as `floor-NAME`), the ratio between them and the issue's target;
+/// then the throughput and latency figures.
 struct ResultTable {
     private struct Row {
         let title: String
         let scenario: String
         let key: String
         let unit: String
-        let anchors: [String]   // Go + gorilla, Node + ws, Hummingbird 2, uWebSockets, as the issue prints them
-        var target: Double { Double(anchors[3])! }
+        /// The largest ratio to the floor that meets the target, or (`absolute`) the largest value; 0: none.
+        let target: Double
+        var absolute = false
+        var scale = 1.0
     }
 
     private static let rows = [
-        Row(title: "relay: server CPU per delivered message", scenario: "relay", key: "server_cpu_us_per_msg", unit: "µs", anchors: ["10.7", "13.4", "37.6", "4.1"]),
-        Row(title: "idle paired connections: server RSS per connection", scenario: "idle", key: "server_rss_kib_per_conn", unit: "KiB", anchors: ["26.6", "6.4", "36.0", "0.43"]),
-        Row(title: "connect + upgrade + pair: server CPU", scenario: "connect", key: "server_cpu_us_per_conn", unit: "µs", anchors: ["129", "190", "303", "45"]),
-        Row(title: "churn (connect, pair, 1 message each way, close): CPU per session", scenario: "churn", key: "server_cpu_us_per_session", unit: "µs", anchors: ["186", "288", "534", "66"]),
-        Row(title: "static `GET /` keep-alive: CPU per request", scenario: "static", key: "server_cpu_us_per_request", unit: "µs", anchors: ["45", "83", "263", "7"]),
+        Row(title: "relay: server CPU per delivered message", scenario: "relay", key: "server_cpu_us_per_msg", unit: "µs", target: 1.1),
+        Row(title: "churn (connect, pair, 1 message each way, close server-first): CPU per session", scenario: "churn", key: "server_cpu_us_per_session", unit: "µs", target: 1.1),
+        Row(title: "static `GET /` keep-alive: CPU per request", scenario: "static", key: "server_cpu_us_per_request", unit: "µs", target: 1.1),
+        Row(title: "connect + upgrade + pair: CPU per client", scenario: "connect", key: "server_cpu_us_per_conn", unit: "µs", target: 1.2),
+        Row(title: "idle: RSS per paired connection", scenario: "idle", key: "server_rss_kib_per_conn", unit: "KiB", target: 0.25, absolute: true),
+        Row(title: "idle: total RSS with 10,000 paired connections (`IDLE_CONNECTIONS`)", scenario: "idle", key: "server_rss_kib", unit: "MB", target: 9.5, absolute: true, scale: 1.024 / 1000),
+        Row(title: "idle: RSS before the first connection", scenario: "idle", key: "server_rss_baseline_kib", unit: "MB", target: 0, absolute: true, scale: 1.024 / 1000),
     ]
 
     let results: [String: String]   // scenario -> its JSON line (the last one wins)
@@ -29,16 +34,25 @@ struct ResultTable {
     }
 
     var markdown: String {
-        var out = "| per core | Go + gorilla | Node + ws | Hummingbird 2 | uWebSockets on libuv (C++) | **uvchat** | target met |\n"
-        out += "|---|---:|---:|---:|---:|---:|:---:|\n"
+        var out = "| per core | floor (C, epoll) | **uvchat** | uvchat ÷ floor | target | met |\n"
+        out += "|---|---:|---:|---:|---:|:---:|\n"
         for row in Self.rows {
-            let anchors = row.anchors.map { $0 + " " + row.unit }.joined(separator: " | ")
-            var measured = "not run", met = "–"
-            if let line = results[row.scenario], let v = Self.number(line, row.key) {
-                measured = "**" + Self.text(v, row.unit) + "**"
-                met = v <= row.target ? "yes" : "no"
+            func value(_ scenario: String) -> Double? {
+                results[scenario].flatMap { Self.number($0, row.key) }.map { $0 * row.scale }
             }
-            out += "| \(row.title) | \(anchors) | \(measured) | \(met) |\n"
+            let mine = value(row.scenario), floor = value("floor-" + row.scenario)
+            var ratio = "–", met = "–"
+            if let mine, let floor, floor > 0 { ratio = ResultLine.format(mine / floor, digits: 2) }
+            if let mine, row.target > 0 {
+                if row.absolute {
+                    met = mine <= row.target ? "yes" : "no"
+                } else if let floor, floor > 0 {
+                    met = mine / floor <= row.target ? "yes" : "no"
+                }
+            }
+            let target = row.target == 0 ? "–" : row.absolute ? "≤ " + Self.text(row.target, row.unit) : "≤ " + ResultLine.format(row.target, digits: 2) + "×"
+            let mineText = mine.map { "**" + Self.text($0, row.unit) + "**" } ?? "not run"
+            out += "| \(row.title) | \(floor.map { Self.text($0, row.unit) } ?? "not run") | \(mineText) | \(ratio) | \(target) | \(met) |\n"
         }
         out += "\n" + details
         return out
@@ -61,8 +75,15 @@ struct ResultTable {
         line("latency") { "p50 \(num($0, "p50_us")) µs, p99 \(num($0, "p99_us")) µs, p99.9 \(num($0, "p99_9_us")) µs at \(num($0, "msgs_per_s")) msgs/s over \(num($0, "pairs")) pairs" }
         line("idle") { "\(num($0, "paired")) paired connections, server RSS \(num($0, "server_rss_kib")) KiB (baseline \(num($0, "server_rss_baseline_kib")) KiB)" }
         line("connect") { "\(num($0, "connects_per_s")) connections upgraded and paired per second" }
-        line("churn") { "\(num($0, "sessions_per_s")) sessions/s at concurrency \(num($0, "concurrency"))" }
+        line("churn") { "\(num($0, "sessions_per_s")) sessions/s at concurrency \(num($0, "concurrency")), \(Self.string($0, "close_first") ?? "?") closes first" }
         line("static") { "\(num($0, "requests_per_s")) requests/s (wrk, \(num($0, "connections")) connections)" }
+        line("churn-client-close") { "\(num($0, "sessions_per_s")) sessions/s, \(num($0, "server_cpu_us_per_session")) µs of server CPU per session when the client closes TCP first" }
+        for name in ["relay", "churn", "connect", "static"] {
+            line("floor-" + name) { json in
+                let key = ["relay": "msgs_per_s", "churn": "sessions_per_s", "connect": "connects_per_s", "static": "requests_per_s"][name]!
+                return "\(num(json, key)) per second"
+            }
+        }
         return out
     }
 

@@ -41,6 +41,11 @@ enum BenchMain {
                                           version2: try options.int("protocol", 1) == 2)
                 // A cluster: clients spread over its nodes; CPU counted over all of them, and Redis apart.
                 let ports = options.string("ports", "").split(separator: ",").compactMap { Int($0) }
+                switch options.string("close", "server") {
+                case "server": bench.serverClosesFirst = true
+                case "client": bench.serverClosesFirst = false
+                default: throw BenchError("--close is server or client")
+                }
                 try bench.useServers(host: options.string("host", "127.0.0.1"), ports: ports)
                 ProcessSample.otherServerPIDs = options.string("pids", "").split(separator: ",").compactMap { Int32($0) }
                 ProcessSample.redisPID = Int32(try options.int("redis-pid", 0))

@@ -4,7 +4,7 @@ import Testing
 /// A session action copied out, since the pointers in `WebSocketSession.Action` only live until the next call.
 private enum Did: Equatable {
     case text([UInt8]), binary([UInt8]), sendPong([UInt8]), closeReceived(received: UInt16?, reply: UInt16?)
-    case failed(UInt16), finish, skippedBinary
+    case failed(UInt16), closeAnswered, finish, skippedBinary
 
     init(_ action: WebSocketSession.Action) {
         switch action {
@@ -13,6 +13,7 @@ private enum Did: Equatable {
         case .sendPong(let p): self = .sendPong(Array(p))
         case .closeReceived(let received, let reply): self = .closeReceived(received: received, reply: reply?.rawValue)
         case .failed(let code): self = .failed(code.rawValue)
+        case .closeAnswered: self = .closeAnswered
         case .finish: self = .finish
         case .skippedBinary: self = .skippedBinary
         }
@@ -171,15 +172,15 @@ private let interval: UInt64 = 1_000
         #expect(feed(&session, textFrame("still talking"), now: 10) == [])
         #expect(feed(&session, clientFrame(0x2, [1, 2, 3]), now: 11) == [])
         #expect(session.state == .closing)
-        #expect(feed(&session, closeFrame(1001), now: 12) == [.finish])
+        #expect(feed(&session, closeFrame(1001), now: 12) == [.closeAnswered])
         #expect(session.state == .closed)
     }
 
-    @Test func dataAndClosingFramesInOneReadWhileClosingGiveOnlyFinish() {
+    @Test func dataAndClosingFramesInOneReadWhileClosingGiveOnlyTheAnswer() {
         var session = WebSocketSession(maxMessageBytes: 1 << 16, now: 0)
         #expect(session.close(.policyViolation) == .policyViolation)
         #expect(feed(&session, textFrame("a") + clientFrame(0x2, [9]) + clientFrame(0x8) + textFrame("b"), now: 1)
-                == [.finish])
+                == [.closeAnswered])
         #expect(session.state == .closed)
     }
 

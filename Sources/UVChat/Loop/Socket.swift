@@ -1,20 +1,19 @@
 import CLibUV
 
-/// One accepted TCP socket driven through a `uv_poll_t`: the server reads and writes the descriptor itself
-/// (`recv` into the loop's one buffer, `send` from the socket's output) and asks libuv only for readiness. That is
-/// 160 bytes of handle against 248 for a `uv_tcp_t`, and no stream machinery per connection.
+/// One accepted TCP socket in the loop's epoll set (`EventLoop`): the server reads and writes the descriptor
+/// itself (`recv` into the loop's one buffer, `send` from the socket's output). No libuv handle per connection
+/// (a `uv_tcp_t` is 248 bytes, a `uv_poll_t` 160) and no stream machinery: this object and its kernel socket.
 ///
 /// This is the whole I/O surface the rest of the server sees, in the manner of uSockets: subclasses override
 /// `received(_:)`, `peerFinished(_:)`, `outputDrained()`, `willClose()` and `didClose()`, and write by appending to
 /// `output` (then `markDirty()`). A subclass rather than a delegate object, so that a connection is one allocation:
-/// an idle connection costs this object, its poll handle and its kernel socket.
+/// an idle connection costs this object and its kernel socket.
 ///
-/// The handle comes from the loop's slab and goes back only in its `uv_close` callback, which also closes the
-/// descriptor; its `data` holds a retained reference to this object from `register()` until that callback, so the
-/// object outlives every libuv callback.
+/// From `register()` the epoll set holds a retained reference to this object (its events' data); `close()` closes
+/// the descriptor at once, and the loop lets that reference go, after `didClose()`, only once the batch of events
+/// being dispatched is over, so the object outlives every event that names it.
 class Socket {
     unowned(unsafe) let loop: EventLoop
-    let poll: UnsafeMutablePointer<uv_poll_t>
     /// Frames collected during a loop iteration and written once at its end. Its storage is lent by the loop's
     /// pool while bytes wait and handed back once they are all written.
     final var output: [UInt8] = []
@@ -35,29 +34,29 @@ class Socket {
         static let isShutdown: UInt16 = 1 << 4
         static let peerEOF: UInt16 = 1 << 5
         static let isClosed: UInt16 = 1 << 6
-        static let pollShift: UInt16 = 8       // two bits: UV_READABLE (1), UV_WRITABLE (2)
+        static let closeWhenFlushed: UInt16 = 1 << 7
+        static let pollShift: UInt16 = 8       // two bits: readable (1), writable (2)
         static let ownerShift: UInt16 = 12     // four bits the subclass may use (`ownerBits`)
     }
 
     init(loop: EventLoop, fd: Int32) {
         self.loop = loop
         self.fd = fd
-        poll = loop.pollHandles.allocate()
     }
 
-    /// Starts watching the descriptor. On failure the handle and the descriptor are given back and the socket is
-    /// unusable (nothing retains it).
+    /// Starts watching the descriptor (for readable). On failure the descriptor is closed and the socket is
+    /// unusable (nothing retains it). Nagle is off already: an accepted socket inherits TCP_NODELAY from the
+    /// listener (Linux), which saves a setsockopt per connection; and accept4 made it non-blocking.
     final func register() -> Bool {
-        let rc = uv_poll_init_socket(loop.raw, poll, fd)
-        if rc != 0 {
-            loop.pollHandles.deallocate(poll)
+        let me = Unmanaged.passRetained(self)
+        if uvc_epoll_set(loop.epollFD, Int32(UVC_EPOLL_ADD), fd, UInt32(UVC_EPOLLIN), me.toOpaque()) != 0 {
+            me.release()
             _ = uvc_close_fd(fd)
             setFlag(Bits.isClosed, true)
             return false
         }
-        poll.pointee.data = Unmanaged.passRetained(self).toOpaque()
-        uvc_nodelay(fd)
-        if !updatePoll() { close() }
+        pollEvents = Socket.readable
+        loop.socketRegistered()
         return true
     }
 
@@ -73,7 +72,8 @@ class Socket {
     func willClose() {}
     /// While finishing (`finishAfterFlush`): some queued bytes were written, or the last of them and FIN.
     func finishingProgressed() {}
-    /// The handle's close callback: the descriptor is closed, the handle is about to go back to the slab.
+    /// After `close()`, once the batch of events it happened in is over: the descriptor is closed, and the socket
+    /// is released right after this returns.
     func didClose() {}
 
     // MARK: - Flags
@@ -96,7 +96,10 @@ class Socket {
     /// The kernel took only part of `output`; the rest goes when the socket is writable.
     final var waitingWritable: Bool { flag(Bits.waitingWritable) }
 
-    /// The events asked of libuv now, so that a change costs one epoll_ctl and no change costs nothing.
+    private static let readable: UInt8 = 1
+    private static let writable: UInt8 = 2
+
+    /// The events asked of the epoll set now, so that a change costs one epoll_ctl and no change costs nothing.
     private final var pollEvents: UInt8 {
         get { UInt8(truncatingIfNeeded: bits >> Bits.pollShift) & 3 }
         set { bits = bits & ~(3 << Bits.pollShift) | UInt16(newValue & 3) << Bits.pollShift }
@@ -118,29 +121,43 @@ class Socket {
 
     // MARK: - Readiness
 
-    /// Asks libuv for what this socket waits for now: readable unless reading is paused or the peer has finished
-    /// sending, writable while output waits for room in the kernel. Returns false if libuv refused.
+    /// Asks the epoll set for what this socket waits for now: readable unless reading is paused or the peer has
+    /// finished sending, writable while output waits for room in the kernel. Returns false if the kernel refused.
     @discardableResult
     private final func updatePoll() -> Bool {
         guard !isClosed else { return true }
         var events: UInt8 = 0
-        if !readPaused && !peerEOF { events |= UInt8(UV_READABLE.rawValue) }
-        if waitingWritable { events |= UInt8(UV_WRITABLE.rawValue) }
+        if !readPaused && !peerEOF { events |= Socket.readable }
+        if waitingWritable { events |= Socket.writable }
         if events == pollEvents { return true }
         pollEvents = events
-        let rc = events == 0 ? uv_poll_stop(poll) : uv_poll_start(poll, Int32(events), Socket.onPoll)
-        return rc == 0
+        let mask = (events & Socket.readable != 0 ? UInt32(UVC_EPOLLIN) : 0)
+            | (events & Socket.writable != 0 ? UInt32(UVC_EPOLLOUT) : 0)
+        return uvc_epoll_set(loop.epollFD, Int32(UVC_EPOLL_MOD), fd, mask,
+                             Unmanaged.passUnretained(self).toOpaque()) == 0
     }
 
-    private static let onPoll: uv_poll_cb = { handle, status, events in
-        let socket = Unmanaged<Socket>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-        if status < 0 {
-            socket.loop.io.readErrors &+= 1
-            socket.close()
+    /// The loop's dispatch: what epoll reported for this socket (possibly after it was closed in the same batch).
+    /// An error on the socket closes it (as a failed read would). A hang-up is reported whatever was asked for: it
+    /// is read (EOF or the error) when reading is on, and closes the socket when nothing here can learn of it.
+    final func handleEvents(_ events: UInt32) {
+        guard !isClosed else { return }
+        if events & UInt32(UVC_EPOLLERR) != 0 {
+            loop.io.readErrors &+= 1
+            close()
             return
         }
-        if events & Int32(UV_WRITABLE.rawValue) != 0 { socket.writeOut() }
-        if events & Int32(UV_READABLE.rawValue) != 0 { socket.readAvailable() }
+        let wanted = pollEvents
+        if events & UInt32(UVC_EPOLLOUT) != 0 && wanted & Socket.writable != 0 { writeOut() }
+        if events & UInt32(UVC_EPOLLIN | UVC_EPOLLHUP) != 0 && wanted & Socket.readable != 0 {
+            readAvailable()
+        }
+        if events & UInt32(UVC_EPOLLHUP) != 0 && !isClosed {
+            // Both directions are shut: a pending write fails (and closes), and with nothing asked for, no other
+            // event comes (a level-triggered hang-up would repeat).
+            if waitingWritable { writeOut() }
+            if !isClosed && pollEvents & Socket.readable == 0 { close() }
+        }
     }
 
     // MARK: - Reading
@@ -283,7 +300,7 @@ class Socket {
 
     private final func allFlushed() {
         if flag(Bits.finishAfterFlush) {
-            if peerEOF { close() } else { shutdownNow() }
+            if peerEOF || flag(Bits.closeWhenFlushed) { close() } else { shutdownNow() }
         } else if readPaused {
             outputDrained()
         }
@@ -297,6 +314,15 @@ class Socket {
         guard !isClosed else { return }
         setFlag(Bits.finishAfterFlush, true)
         if !flag(Bits.isDirty) && !waitingWritable { flush() }
+    }
+
+    /// Write what is queued, then close the socket at once: for a WebSocket whose closing handshake is complete,
+    /// which the server ends first (RFC 6455 sections 5.5.1 and 7.1.1). No FIN-and-linger round trip: the peer has
+    /// said it sends nothing more, so nothing unread can turn the close into a reset of what it still reads.
+    final func closeAfterFlush() {
+        guard !isClosed else { return }
+        setFlag(Bits.closeWhenFlushed, true)
+        finishAfterFlush()
     }
 
     /// The peer sent FIN: read no more. The owner goes on writing and decides when to finish.
@@ -341,7 +367,8 @@ class Socket {
         finishingProgressed()
     }
 
-    /// Close the socket at once. Idempotent; the handle is freed, and the descriptor closed, in the close callback.
+    /// Close the socket at once. Idempotent. The descriptor is closed here (which also takes it out of the epoll
+    /// set); `didClose()` and the release of this object follow after the current batch of events.
     final func close() {
         guard !isClosed else { return }
         willClose()
@@ -349,16 +376,13 @@ class Socket {
         output = []
         sent = 0
         offered = 0
-        uv_close(uvc_poll_as_handle(poll), Socket.onClose)
+        _ = uvc_close_fd(fd)
+        loop.socketClosed(self)
     }
 
-    private static let onClose: uv_close_cb = { handle in
-        let socket = Unmanaged<Socket>.fromOpaque(handle!.pointee.data).takeRetainedValue()
-        // Poison the pointer so that a late callback fails loudly instead of using freed memory.
-        handle!.pointee.data = UnsafeMutableRawPointer(bitPattern: 0xdead_beef)
-        _ = uvc_close_fd(socket.fd)
-        socket.didClose()
-        socket.loop.pollHandles.deallocate(socket.poll)
+    /// From the loop, after the batch this socket was closed in.
+    final func released() {
+        didClose()
     }
 }
 

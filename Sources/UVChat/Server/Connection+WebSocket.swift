@@ -44,13 +44,15 @@ extension Connection {
                 server.metrics.countCloseReceived(received ?? WebSocketCloseCode.noStatus.rawValue)
                 leaveChat()
                 writeClose(reply)
-                finish()
+                finishClosedSession()
             case .failed(let code):
                 server.metrics.protocolFailures &+= 1
                 // A client that breaks the protocol has left its chat (it is not "away").
                 leaveChat()
                 writeClose(code)
                 finish()
+            case .closeAnswered:
+                finishClosedSession()
             case .finish:
                 finish()
             }

@@ -202,6 +202,16 @@ final class Connection: Socket {
         finishAfterFlush()
     }
 
+    /// Both close frames have crossed: write what is queued (our close frame last), then close TCP at once, server
+    /// first (RFC 6455 7.1.1), without the FIN-and-linger round trip `finish()` waits for.
+    func finishClosedSession() {
+        guard !isClosed else { return }
+        if phase != .closing { dropChat() }
+        phase = .closing
+        if closeDeadline == 0 { closeDeadline = now + server.closeTimeoutMillis }
+        closeAfterFlush()
+    }
+
     /// The HTTP part is over (upgrade, error, close): its state goes, and the connection stops counting against
     /// its address's HTTP cap.
     func endHTTP() {

@@ -1,8 +1,8 @@
 /// The open connections by slot; a slot's index is the connection's `PeerID`, so the chat's per-peer arrays and
-/// this table line up. A slot is reused only after its connection's close callback.
+/// this table line up. A slot is reused only after its connection's release (`Socket.didClose`).
 ///
-/// The table does not own its connections: each one's poll handle holds it from `register()` to its close
-/// callback, which takes it out of here. So slots hold unmanaged references and a lookup costs no reference
+/// The table does not own its connections: the loop's epoll set holds each from `register()` to its release,
+/// which takes it out of here. So slots hold unmanaged references and a lookup costs no reference
 /// counting, which a relayed message would otherwise pay for on every lookup.
 final class ConnectionTable {
     private var slots: [Unmanaged<Connection>?] = []
@@ -56,7 +56,7 @@ final class ConnectionTable {
     /// Every open connection, for the sweep, the drain and the metrics.
     func forEach(_ body: (Connection) -> Void) {
         var i = 0
-        // By index: a body may close connections, which only changes slots in their close callbacks, later.
+        // By index: a body may close connections, which only changes slots at their release, later.
         while i < slots.count {
             if let conn = slots[i] { conn._withUnsafeGuaranteedRef(body) }
             i += 1

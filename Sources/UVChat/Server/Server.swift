@@ -188,7 +188,7 @@ public final class Server {
         }
         connections.insert(conn)
         loop.io.accepted &+= 1
-        guard config.rateLimitsEnabled, !trustedProxies.contains(address) else { return }
+        guard config.rateLimitsEnabled, !trustedProxies.contains(address) else { return readRequestNow(conn) }
         let key = address.perAddressKey
         let open = httpConnections[key, default: 0]
         if open >= config.maxHTTPConnectionsPerAddress {
@@ -199,6 +199,14 @@ public final class Server {
         }
         httpConnections[key] = open + 1
         conn.countedAsHTTP = true
+        readRequestNow(conn)
+    }
+
+    /// The listener defers accepting until a connection's first bytes arrive (TCP_DEFER_ACCEPT), so its request is
+    /// read at once, in the wake-up that accepted it, rather than one epoll round later.
+    @inline(__always)
+    private func readRequestNow(_ conn: Connection) {
+        if !conn.isClosed { conn.readPending() }
     }
 
     func httpConnectionEnded(_ address: ClientAddress) {
@@ -223,7 +231,7 @@ public final class Server {
         }
     }
 
-    /// From the connection's close callback: the handle is gone, the slot can be reused.
+    /// From the connection's release (after the batch of events it was closed in): the slot can be reused.
     func connectionClosed(_ conn: Connection) {
         // An away side's slot stays taken until its chat is resumed or over (B.2).
         connections.remove(conn, held: conn.session != nil && chat.isHeld(conn.id))

@@ -4,44 +4,51 @@ struct SHA1 {
     private var h: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
 
     static func hash(_ bytes: [UInt8]) -> [UInt8] {
-        var state = SHA1()
-        var block = [UInt32](repeating: 0, count: 80)
-        let fullBlocks = bytes.count / 64
-        bytes.withUnsafeBufferPointer { p in
-            for b in 0..<fullBlocks {
-                state.compress(UnsafeBufferPointer(rebasing: p[b * 64..<b * 64 + 64]), schedule: &block)
-            }
-        }
-        // Padding: a 1 bit, zeros, then the message length in bits as a big-endian 64-bit number.
-        var tail = Array(bytes[(fullBlocks * 64)...])
-        tail.append(0x80)
-        while tail.count % 64 != 56 { tail.append(0) }
-        let bitLength = UInt64(bytes.count) &* 8
-        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-        tail.withUnsafeBufferPointer { p in
-            for b in 0..<(tail.count / 64) {
-                state.compress(UnsafeBufferPointer(rebasing: p[b * 64..<b * 64 + 64]), schedule: &block)
-            }
-        }
-        var digest: [UInt8] = []
-        digest.reserveCapacity(20)
-        for word in [state.h.0, state.h.1, state.h.2, state.h.3, state.h.4] {
-            digest.append(UInt8(truncatingIfNeeded: word >> 24))
-            digest.append(UInt8(truncatingIfNeeded: word >> 16))
-            digest.append(UInt8(truncatingIfNeeded: word >> 8))
-            digest.append(UInt8(truncatingIfNeeded: word))
-        }
+        var digest = [UInt8](repeating: 0, count: 20)
+        bytes.withUnsafeBytes { input in digest.withUnsafeMutableBytes { hash(input, into: $0) } }
         return digest
     }
 
-    private mutating func compress(_ chunk: UnsafeBufferPointer<UInt8>, schedule w: inout [UInt32]) {
-        for t in 0..<16 {
-            w[t] = UInt32(chunk[4 * t]) << 24 | UInt32(chunk[4 * t + 1]) << 16
-                | UInt32(chunk[4 * t + 2]) << 8 | UInt32(chunk[4 * t + 3])
+    /// The 20-byte digest of `bytes` into the front of `digest`, on the stack only: the opening handshake runs it
+    /// once per upgrade, and the schedule, the padded tail and the digest need no heap.
+    static func hash(_ bytes: UnsafeRawBufferPointer, into digest: UnsafeMutableRawBufferPointer) {
+        precondition(digest.count >= 20)
+        var state = SHA1()
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 16) { schedule in
+            withUnsafeTemporaryAllocation(byteCount: 128, alignment: 8) { tail in
+                let fullBlocks = bytes.count / 64
+                for b in 0..<fullBlocks { state.compress(bytes.baseAddress.unsafelyUnwrapped + b * 64, schedule: schedule) }
+                // Padding: a 1 bit, zeros, then the message length in bits as a big-endian 64-bit number, in one
+                // block, or two when fewer than 9 bytes of the last one are free.
+                let rest = bytes.count - fullBlocks * 64
+                let tailCount = rest + 9 <= 64 ? 64 : 128
+                tail.initializeMemory(as: UInt8.self, repeating: 0)
+                if rest > 0 {
+                    tail.baseAddress.unsafelyUnwrapped.copyMemory(from: bytes.baseAddress.unsafelyUnwrapped + fullBlocks * 64,
+                                                                  byteCount: rest)
+                }
+                tail[rest] = 0x80
+                tail.storeBytes(of: (UInt64(bytes.count) &* 8).bigEndian, toByteOffset: tailCount - 8, as: UInt64.self)
+                for offset in stride(from: 0, to: tailCount, by: 64) {
+                    state.compress(UnsafeRawPointer(tail.baseAddress.unsafelyUnwrapped + offset), schedule: schedule)
+                }
+            }
         }
-        for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
+        digest.storeBytes(of: state.h.0.bigEndian, toByteOffset: 0, as: UInt32.self)
+        digest.storeBytes(of: state.h.1.bigEndian, toByteOffset: 4, as: UInt32.self)
+        digest.storeBytes(of: state.h.2.bigEndian, toByteOffset: 8, as: UInt32.self)
+        digest.storeBytes(of: state.h.3.bigEndian, toByteOffset: 12, as: UInt32.self)
+        digest.storeBytes(of: state.h.4.bigEndian, toByteOffset: 16, as: UInt32.self)
+    }
+
+    /// One 64-byte block. The schedule is the 16-word ring of FIPS 180-4 section 6.1.3: W[t] for t >= 16 is
+    /// computed in the slot of W[t-16], from W[t-3], W[t-8] and W[t-14].
+    private mutating func compress(_ chunk: UnsafeRawPointer, schedule w: UnsafeMutableBufferPointer<UInt32>) {
+        for t in 0..<16 { w[t] = UInt32(bigEndian: chunk.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self)) }
         var (a, b, c, d, e) = h
         for t in 0..<80 {
+            let s = t & 15
+            if t >= 16 { w[s] = rotl(w[(s + 13) & 15] ^ w[(s + 8) & 15] ^ w[(s + 2) & 15] ^ w[s], 1) }
             let f: UInt32
             let k: UInt32
             switch t {
@@ -50,7 +57,7 @@ struct SHA1 {
             case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1B_BCDC
             default: f = b ^ c ^ d; k = 0xCA62_C1D6
             }
-            let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[t]
+            let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[s]
             e = d
             d = c
             c = rotl(b, 30)

@@ -28,7 +28,10 @@ public struct WebSocketSession {
         case closeReceived(received: UInt16?, reply: WebSocketCloseCode?)
         /// The peer broke the protocol while open: send a close with this code, then finish.
         case failed(WebSocketCloseCode)
-        /// The peer answered (or broke off) our close: finish, sending nothing more.
+        /// The peer answered our close: the closing handshake is complete; close TCP once our output is written
+        /// (the server closes first, 7.1.1), sending nothing more.
+        case closeAnswered
+        /// The peer broke off after our close (a protocol error): finish, sending nothing more.
         case finish
     }
 
@@ -81,7 +84,10 @@ public struct WebSocketSession {
             if state == .closing {
                 // We sent our close frame: only the peer's close (or its failure) matters now.
                 switch event {
-                case .close, .fail:
+                case .close:
+                    state = .closed
+                    return .closeAnswered
+                case .fail:
                     state = .closed
                     return .finish
                 default:
