@@ -7,7 +7,8 @@
 # and .build/bench/table.md.
 # Sizes: IDLE_CONNECTIONS (10000, capped by the descriptor limit), CONNECT_CONNECTIONS (10000), RELAY_PAIRS (50),
 # RELAY_WINDOW (16), BENCH_SECONDS (8), LATENCY_RATE (20000), CHURN_CONCURRENCY (100). BENCH_ONLY=cluster runs only
-# the cluster scenarios, BENCH_ONLY=single only the others, BENCH_ONLY=floor only the floor's.
+# the cluster scenarios, BENCH_ONLY=single only the others, BENCH_ONLY=floor only the floor's. BENCH_UVCHATD: another
+# uvchatd binary to measure (an earlier build, for before-and-after figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -42,7 +43,7 @@ start_server() {
   if [ "$SERVER" = floor ]; then
     taskset -c 0 "$OUT/floor" 0 www 2> "$OUT/server.log" &
   else
-    taskset -c 0 "$BIN/uvchatd" --host 127.0.0.1 --port 0 --www www --no-rate-limits 2> "$OUT/server.log" &
+    taskset -c 0 "${BENCH_UVCHATD:-$BIN/uvchatd}" --host 127.0.0.1 --port 0 --www www --no-rate-limits 2> "$OUT/server.log" &
   fi
   SERVER_PID=$!
   PORT=

@@ -92,7 +92,9 @@ static void flush_one(int fd) {
     if (n > 0) c->outsent += (uint32_t)n;
     if (c->outsent == c->outlen) {
         c->outsent = c->outlen = 0;
-        if (c->outcap > 16384) { free(c->out); c->out = NULL; c->outcap = 0; }
+        free(c->out);   /* an idle connection holds no buffer */
+        c->out = NULL;
+        c->outcap = 0;
     } else {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.fd = fd };
         epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
