@@ -353,3 +353,30 @@ def test_message_bucket_is_shared_by_an_address(server_factory):
             await c.close()
         return refused
     assert asyncio.run(run()) == 15
+
+
+def test_after_the_closing_handshake_the_server_closes_tcp_first(server_factory):
+    """RFC 6455 7.1.1: once both close frames have crossed, the server closes the TCP connection itself, at once,
+    without waiting for the client's FIN (the client here never closes its side, and the close timeout is long)."""
+    server = server_factory("--close-timeout", "30")
+    pid = server.proc.pid
+    healthy(server)
+    fds = open_fds(pid)
+    s = raw_upgrade(server.port)
+    assert wait_until(lambda: open_fds(pid) == fds + 1)
+    s.sendall(masked(0x8, struct.pack(">H", 1000)))
+    got = b""
+    s.settimeout(5)
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break   # the server's FIN
+        got += chunk
+    closes = [i for i in range(len(got) - 3) if got[i] == 0x88 and got[i + 1] == 2]
+    assert closes and got[closes[-1] + 2:closes[-1] + 4] == struct.pack(">H", 1000), got
+    # The server's descriptor is gone although this side is still open: no linger for our FIN.
+    start = time.time()
+    assert wait_until(lambda: open_fds(pid) == fds, timeout=5), open_fds(pid)
+    assert time.time() - start < 5
+    s.close()
+    healthy(server)

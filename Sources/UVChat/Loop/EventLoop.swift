@@ -183,7 +183,7 @@ final class EventLoop {
         epollWatch = nil
         releaser = nil
         // A handle still open here is a bug elsewhere. It is closed so the loop can end, and its memory is left
-        // alone: this code cannot know whether it came from a slab or from its own allocation.
+        // alone: this code cannot know how it was allocated.
         uv_walk(raw, { handle, _ in
             if uv_is_closing(handle) == 0 { uv_close(handle, nil) }
         }, nil)
