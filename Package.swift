@@ -9,9 +9,6 @@ let package = Package(
         .executable(name: "uvchat-bench", targets: ["uvchat-bench"]),
         .library(name: "UVChat", targets: ["UVChat"]),
     ],
-    dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-    ],
     targets: [
         .systemLibrary(
             name: "CLibUV",
@@ -39,21 +36,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "uvchatd",
-            dependencies: [
-                "UVChat",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            dependencies: ["UVChat"],
             path: "Sources/uvchatd",
             // Release links the Swift runtime and libraries statically: the loader maps one file instead of eleven
             // shared libraries and their relocations, which takes the process from 14.6 to 11.3 MB before its first
             // connection (README, Performance).
-            // ArgumentParser's FoundationEssentials is compiled for the shared libraries, so its two support
-            // archives are named here.
             linkerSettings: [
                 .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release)),
-                .linkedLibrary("_FoundationCollections", .when(platforms: [.linux], configuration: .release)),
-                .linkedLibrary("_FoundationCShims", .when(platforms: [.linux], configuration: .release)),
-                .linkedLibrary("swiftSynchronization", .when(platforms: [.linux], configuration: .release)),
             ]
         ),
         .executableTarget(

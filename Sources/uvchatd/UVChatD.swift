@@ -1,189 +1,198 @@
-import ArgumentParser
 import UVChat
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Flags -> configuration -> run. Every default shown by `--help` is the server's own default.
-struct UVChatD: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "uvchatd",
-        abstract: "uvchat: a random text chat server (HTTP/1.1, RFC 6455 WebSocket, one libuv loop).",
-        discussion: """
+struct UVChatD {
+    static let abstract = "uvchat: a random text chat server (HTTP/1.1, RFC 6455 WebSocket, one libuv loop)."
+    static let discussion = """
         Serves the chat page from --www, the chat protocol on /ws, /healthz and /metrics.
         SIGTERM or SIGINT drains (close 1001, exit 0); SIGHUP reloads the static files.
-        """,
-        version: BuildInfo.version
-    )
+        """
     static let defaults = ServerConfiguration()
 
-    @Option(help: "Address to listen on (IPv4 or IPv6; '::' is both).")
     var host = defaults.host
-    @Option(help: "TCP port (0 picks a free one).")
     var port = defaults.port
-    @Option(help: "Folder with the page's files.")
     var www = defaults.wwwRoot
-    @Flag(help: "Serve /echo for conformance suites.")
     var echo = false
 
-    @Option(help: "Largest request head in bytes (431 beyond).")
     var maxHeadBytes = defaults.maxHeadBytes
-    @Option(help: "Longest request target in bytes (414 beyond).")
     var maxTargetBytes = defaults.maxTargetBytes
-    @Option(help: "Most request headers (431 beyond).")
     var maxHeaderCount = defaults.maxHeaderCount
-    @Option(help: "Seconds to finish a request head (408 after).")
     var handshakeTimeout = defaults.handshakeTimeout.flagSeconds
-    @Option(help: "Seconds an idle keep-alive HTTP connection stays open.")
     var keepAliveTimeout = defaults.keepAliveTimeout.flagSeconds
 
-    @Option(help: "Largest /ws message in bytes after reassembly (close 1009 beyond).")
     var maxMessageBytes = defaults.maxMessageBytes
-    @Option(help: "Largest /echo message in bytes.")
     var echoMaxMessageBytes = defaults.echoMaxMessageBytes
-    @Option(help: "Bytes queued for one slow receiver before it is closed with 1008.")
     var outgoingCap = defaults.outgoingCap
-    @Option(help: "Seconds of silence before a ping; closed 1008 after two intervals.")
     var pingInterval = defaults.pingInterval.flagSeconds
-    @Option(help: "Seconds to wait for the peer's close frame.")
     var closeTimeout = defaults.closeTimeout.flagSeconds
-    @Option(help: "Seconds of silence before a paired version 2 client is pinged; away after two intervals.")
     var pairedPingInterval = defaults.pairedPingInterval.flagSeconds
 
-    @Option(help: "Longest chat message in Unicode scalars.")
     var maxTextScalars = defaults.maxTextScalars
-    @Option(help: "Messages per second per connection (token bucket rate).")
     var ratePerSecond = defaults.ratePerSecond
-    @Option(help: "Token bucket burst.")
     var rateBurst = defaults.rateBurst
-    @Option(help: "Seconds between online-count updates (sent only when changed).")
     var onlineInterval = defaults.onlineInterval.flagSeconds
-    @Option(help: "Seconds to wait for a common interest before a random match.")
     var interestTimeout = defaults.interestTimeout.flagSeconds
-    @Option(help: "Version 2: seconds a dropped client's chat is held for its resume (0: no resume).")
     var resumeGrace = defaults.resumeGraceSeconds
-    @Option(help: "Version 2: largest image offer in bytes (too_large beyond; at most 64 MiB; 0: no images).")
     var maxImageBytes = defaults.maxImageBytes
-    @Option(help: "Version 2: image offers per second per connection (token bucket rate).")
     var imageOffersPerSecond = defaults.imageOfferRatePerSecond
-    @Option(help: "Burst of the image offer bucket.")
     var imageOfferBurst = defaults.imageOfferBurst
 
-    @Option(help: "Version 2 calls: a STUN server URL for the browsers (stun: or stuns:; repeatable).")
     var stunUrl: [String] = []
-    @Option(help: "Version 2 calls: a TURN server URL (turn: or turns:; repeatable; needs --turn-secret-file).")
     var turnUrl: [String] = []
-    @Option(help: "File holding the TURN server's shared secret (coturn static-auth-secret; e.g. a systemd credential).")
     var turnSecretFile: String?
-    @Option(help: "Seconds a TURN credential handed to a caller stays valid (60 to 86400).")
     var turnCredentialSeconds = defaults.ice.credentialSeconds
-    @Option(help: "ICE transport policy for calls: all, or relay (media only through TURN; peers never see each other's addresses).")
     var iceTransportPolicy = "all"
-    @Option(help: "Version 2: call requests per second per connection (token bucket rate).")
     var callRequestsPerSecond = defaults.callRequestRatePerSecond
-    @Option(help: "Burst of the call request bucket.")
     var callRequestBurst = defaults.callRequestBurst
-    @Option(help: "Version 2: call signals (SDP and ICE candidates) per second per connection (token bucket rate).")
     var signalsPerSecond = defaults.signalRatePerSecond
-    @Option(help: "Burst of the signal bucket.")
     var signalBurst = defaults.signalBurst
 
-    @Option(help: "Operator tokens: a file holding an HS256 secret (at least 32 bytes; repeatable, for rotation).")
     var jwtSecretFile: [String] = []
-    @Option(help: "Operator tokens: a PEM file with an Ed25519 public key for EdDSA tokens (repeatable).")
     var jwtPublicKeyFile: [String] = []
-    @Option(help: "Operator tokens: the audience (aud) a token must name; none: aud is not checked.")
     var jwtAudience: String?
-    @Option(help: "Seconds of clock skew allowed on a token's exp and nbf (0 to 300).")
     var jwtLeewaySeconds = Int(defaults.jwt.leewaySeconds)
-    @Flag(help: "Refuse /ws upgrades without a valid operator token (401); needs a JWT key.")
     var requireAuth = false
-    @Option(help: "Where the page sends a person who must log in (with --require-auth).")
     var loginUrl: String?
-    @Option(help: "A file holding a key for the identity cookie (at least 32 bytes; repeatable: the first signs, all verify). None: a random key per start.")
     var identitySecretFile: [String] = []
-    @Option(help: "Days the identity cookie lasts (Max-Age; 1 to 400).")
     var identityDays = Int(defaults.identityLifetimeSeconds / 86_400)
-    @Option(help: "The rules the page shows on a first visit (a URL or a path in --www).")
     var termsUrl = defaults.termsURL
-    @Option(help: "The minimum age the page asks people to confirm (13 to 99).")
     var minAge = defaults.minimumAge
-    @Option(help: "Reports from this many different people ban an identity.")
     var reportThreshold = defaults.moderation.reportThreshold
-    @Option(help: "Seconds within which those reports must come.")
     var reportWindowSeconds = Double(defaults.moderation.reportWindowMillis) / 1000
-    @Option(help: "Seconds a ban lasts.")
     var banSeconds = Double(defaults.moderation.banMillis) / 1000
-    @Option(help: "Seconds after a chat ended that its partner may still be reported or blocked.")
     var reportGraceSeconds = defaults.reportGraceSeconds
-    @Option(help: "Seconds a block keeps two people apart (at least a day in production).")
     var blockSeconds = Double(defaults.moderation.blockMillis) / 1000
-    @Option(help: "Seconds in which an identity's abuse score halves.")
     var abuseHalfLifeSeconds = Double(defaults.moderation.abuseHalfLifeMillis) / 1000
-    @Option(help: "Abuse score at which an identity is quarantined (paired only with other quarantined ones; 0: never).")
     var quarantineScore = defaults.moderation.quarantineScore
-    @Option(help: "Seconds a quarantine lasts.")
     var quarantineSeconds = Double(defaults.moderation.quarantineMillis) / 1000
-    @Option(help: "Most identities the moderation memory holds (reports, scores, bans); the least recently used go first.")
     var moderationIdentities = defaults.moderation.maxIdentities
-    @Option(help: "Most blocks the moderation memory holds; the oldest go first.")
     var moderationBlocks = defaults.moderation.maxBlocks
 
-    @Option(help: "Run as one node of a cluster sharing its queue and relay through Redis: redis://HOST:PORT or unix:/path/to/redis.sock (a host name is resolved once, at start).")
     var redis: String?
-    @Option(help: "The Redis ACL user (with --redis-password-file).")
     var redisUser: String?
-    @Option(help: "A file holding the Redis password (for example from systemd's LoadCredential=).")
     var redisPasswordFile: String?
-    @Option(help: "This node's name in the cluster ([A-Za-z0-9_-], at most 32). Default: random at each start.")
     var nodeId: String?
-    @Flag(help: "Bind the listener with SO_REUSEPORT, so that several processes share one port.")
     var reusePort = false
-    @Option(help: "Seconds between a cluster node's heartbeats.")
     var clusterHeartbeatSeconds = defaults.clusterHeartbeat.flagSeconds
-    @Option(help: "Seconds of silence after which the other nodes reap a node (its clients leave the queue, its partners are told).")
     var clusterNodeTimeoutSeconds = defaults.clusterNodeTimeout.flagSeconds
 
-    @Option(help: "Most simultaneous chat connections (503 beyond).")
     var maxConnections = defaults.maxConnections
-    @Option(help: "Most simultaneous chat connections per client address (503 beyond).")
     var maxConnectionsPerAddress = defaults.maxConnectionsPerAddress
-    @Option(help: "New chat connections per minute per client address (503 beyond).")
     var newConnectionsPerMinute = defaults.newConnectionsPerMinutePerAddress
-    @Option(help: "Typing events per second per connection (token bucket rate).")
     var typingRatePerSecond = defaults.typingRatePerSecond
-    @Option(help: "Burst of the typing bucket.")
     var typingBurst = defaults.typingBurst
-    @Option(help: "next and stop commands per second per connection (one bucket for both).")
     var nextRatePerSecond = defaults.nextRatePerSecond
-    @Option(help: "Burst of the next/stop bucket.")
     var nextBurst = defaults.nextBurst
-    @Option(help: "Chat messages per second shared by all connections of one address (0: no such bucket).")
     var addressRatePerSecond = defaults.addressRatePerSecond
-    @Option(help: "Burst of the per-address message bucket.")
     var addressRateBurst = defaults.addressRateBurst
-    @Option(help: "Open HTTP connections (before the upgrade) per client address; trusted proxies are exempt.")
     var maxHttpConnectionsPerAddress = defaults.maxHTTPConnectionsPerAddress
-    @Flag(help: "Lift the rate and connection-count limits (for benchmarks); size limits stay.")
     var noRateLimits = false
-    @Option(help: "Allowed Origin for upgrades (repeatable; none means any).")
     var allowOrigin: [String] = []
 
-    @Option(help: "Proxy address whose X-Forwarded-For is believed (repeatable).")
     var trustedProxy: [String] = []
-    @Flag(help: "Include client addresses in log lines.")
     var logAddresses = false
 
-    @Option(help: "Seconds to drain on SIGTERM/SIGINT before closing the rest.")
     var drainTimeout = defaults.drainTimeout.flagSeconds
-    @Option(help: "debug, info, warn or error.")
     var logLevel = defaults.logLevel.name
 
+    /// Every flag, in the order `--help` lists them: declared by the first walk, set by the second (Flags).
+    mutating func bind(_ f: inout Flags) throws(FlagError) {
+
+        try f.option(&host, "host", "Address to listen on (IPv4 or IPv6; '::' is both).")
+        try f.option(&port, "port", "TCP port (0 picks a free one).")
+        try f.option(&www, "www", "Folder with the page's files.")
+        try f.flag(&echo, "echo", "Serve /echo for conformance suites.")
+
+        try f.option(&maxHeadBytes, "max-head-bytes", "Largest request head in bytes (431 beyond).")
+        try f.option(&maxTargetBytes, "max-target-bytes", "Longest request target in bytes (414 beyond).")
+        try f.option(&maxHeaderCount, "max-header-count", "Most request headers (431 beyond).")
+        try f.option(&handshakeTimeout, "handshake-timeout", "Seconds to finish a request head (408 after).")
+        try f.option(&keepAliveTimeout, "keep-alive-timeout", "Seconds an idle keep-alive HTTP connection stays open.")
+
+        try f.option(&maxMessageBytes, "max-message-bytes", "Largest /ws message in bytes after reassembly (close 1009 beyond).")
+        try f.option(&echoMaxMessageBytes, "echo-max-message-bytes", "Largest /echo message in bytes.")
+        try f.option(&outgoingCap, "outgoing-cap", "Bytes queued for one slow receiver before it is closed with 1008.")
+        try f.option(&pingInterval, "ping-interval", "Seconds of silence before a ping; closed 1008 after two intervals.")
+        try f.option(&closeTimeout, "close-timeout", "Seconds to wait for the peer's close frame.")
+        try f.option(&pairedPingInterval, "paired-ping-interval", "Seconds of silence before a paired version 2 client is pinged; away after two intervals.")
+
+        try f.option(&maxTextScalars, "max-text-scalars", "Longest chat message in Unicode scalars.")
+        try f.option(&ratePerSecond, "rate-per-second", "Messages per second per connection (token bucket rate).")
+        try f.option(&rateBurst, "rate-burst", "Token bucket burst.")
+        try f.option(&onlineInterval, "online-interval", "Seconds between online-count updates (sent only when changed).")
+        try f.option(&interestTimeout, "interest-timeout", "Seconds to wait for a common interest before a random match.")
+        try f.option(&resumeGrace, "resume-grace", "Version 2: seconds a dropped client's chat is held for its resume (0: no resume).")
+        try f.option(&maxImageBytes, "max-image-bytes", "Version 2: largest image offer in bytes (too_large beyond; at most 64 MiB; 0: no images).")
+        try f.option(&imageOffersPerSecond, "image-offers-per-second", "Version 2: image offers per second per connection (token bucket rate).")
+        try f.option(&imageOfferBurst, "image-offer-burst", "Burst of the image offer bucket.")
+
+        try f.option(&stunUrl, "stun-url", "Version 2 calls: a STUN server URL for the browsers (stun: or stuns:; repeatable).")
+        try f.option(&turnUrl, "turn-url", "Version 2 calls: a TURN server URL (turn: or turns:; repeatable; needs --turn-secret-file).")
+        try f.option(&turnSecretFile, "turn-secret-file", "File holding the TURN server's shared secret (coturn static-auth-secret; e.g. a systemd credential).")
+        try f.option(&turnCredentialSeconds, "turn-credential-seconds", "Seconds a TURN credential handed to a caller stays valid (60 to 86400).")
+        try f.option(&iceTransportPolicy, "ice-transport-policy", "ICE transport policy for calls: all, or relay (media only through TURN; peers never see each other's addresses).")
+        try f.option(&callRequestsPerSecond, "call-requests-per-second", "Version 2: call requests per second per connection (token bucket rate).")
+        try f.option(&callRequestBurst, "call-request-burst", "Burst of the call request bucket.")
+        try f.option(&signalsPerSecond, "signals-per-second", "Version 2: call signals (SDP and ICE candidates) per second per connection (token bucket rate).")
+        try f.option(&signalBurst, "signal-burst", "Burst of the signal bucket.")
+
+        try f.option(&jwtSecretFile, "jwt-secret-file", "Operator tokens: a file holding an HS256 secret (at least 32 bytes; repeatable, for rotation).")
+        try f.option(&jwtPublicKeyFile, "jwt-public-key-file", "Operator tokens: a PEM file with an Ed25519 public key for EdDSA tokens (repeatable).")
+        try f.option(&jwtAudience, "jwt-audience", "Operator tokens: the audience (aud) a token must name; none: aud is not checked.")
+        try f.option(&jwtLeewaySeconds, "jwt-leeway-seconds", "Seconds of clock skew allowed on a token's exp and nbf (0 to 300).")
+        try f.flag(&requireAuth, "require-auth", "Refuse /ws upgrades without a valid operator token (401); needs a JWT key.")
+        try f.option(&loginUrl, "login-url", "Where the page sends a person who must log in (with --require-auth).")
+        try f.option(&identitySecretFile, "identity-secret-file", "A file holding a key for the identity cookie (at least 32 bytes; repeatable: the first signs, all verify). None: a random key per start.")
+        try f.option(&identityDays, "identity-days", "Days the identity cookie lasts (Max-Age; 1 to 400).")
+        try f.option(&termsUrl, "terms-url", "The rules the page shows on a first visit (a URL or a path in --www).")
+        try f.option(&minAge, "min-age", "The minimum age the page asks people to confirm (13 to 99).")
+        try f.option(&reportThreshold, "report-threshold", "Reports from this many different people ban an identity.")
+        try f.option(&reportWindowSeconds, "report-window-seconds", "Seconds within which those reports must come.")
+        try f.option(&banSeconds, "ban-seconds", "Seconds a ban lasts.")
+        try f.option(&reportGraceSeconds, "report-grace-seconds", "Seconds after a chat ended that its partner may still be reported or blocked.")
+        try f.option(&blockSeconds, "block-seconds", "Seconds a block keeps two people apart (at least a day in production).")
+        try f.option(&abuseHalfLifeSeconds, "abuse-half-life-seconds", "Seconds in which an identity's abuse score halves.")
+        try f.option(&quarantineScore, "quarantine-score", "Abuse score at which an identity is quarantined (paired only with other quarantined ones; 0: never).")
+        try f.option(&quarantineSeconds, "quarantine-seconds", "Seconds a quarantine lasts.")
+        try f.option(&moderationIdentities, "moderation-identities", "Most identities the moderation memory holds (reports, scores, bans); the least recently used go first.")
+        try f.option(&moderationBlocks, "moderation-blocks", "Most blocks the moderation memory holds; the oldest go first.")
+
+        try f.option(&redis, "redis", "Run as one node of a cluster sharing its queue and relay through Redis: redis://HOST:PORT or unix:/path/to/redis.sock (a host name is resolved once, at start).")
+        try f.option(&redisUser, "redis-user", "The Redis ACL user (with --redis-password-file).")
+        try f.option(&redisPasswordFile, "redis-password-file", "A file holding the Redis password (for example from systemd's LoadCredential=).")
+        try f.option(&nodeId, "node-id", "This node's name in the cluster ([A-Za-z0-9_-], at most 32). Default: random at each start.")
+        try f.flag(&reusePort, "reuse-port", "Bind the listener with SO_REUSEPORT, so that several processes share one port.")
+        try f.option(&clusterHeartbeatSeconds, "cluster-heartbeat-seconds", "Seconds between a cluster node's heartbeats.")
+        try f.option(&clusterNodeTimeoutSeconds, "cluster-node-timeout-seconds", "Seconds of silence after which the other nodes reap a node (its clients leave the queue, its partners are told).")
+
+        try f.option(&maxConnections, "max-connections", "Most simultaneous chat connections (503 beyond).")
+        try f.option(&maxConnectionsPerAddress, "max-connections-per-address", "Most simultaneous chat connections per client address (503 beyond).")
+        try f.option(&newConnectionsPerMinute, "new-connections-per-minute", "New chat connections per minute per client address (503 beyond).")
+        try f.option(&typingRatePerSecond, "typing-rate-per-second", "Typing events per second per connection (token bucket rate).")
+        try f.option(&typingBurst, "typing-burst", "Burst of the typing bucket.")
+        try f.option(&nextRatePerSecond, "next-rate-per-second", "next and stop commands per second per connection (one bucket for both).")
+        try f.option(&nextBurst, "next-burst", "Burst of the next/stop bucket.")
+        try f.option(&addressRatePerSecond, "address-rate-per-second", "Chat messages per second shared by all connections of one address (0: no such bucket).")
+        try f.option(&addressRateBurst, "address-rate-burst", "Burst of the per-address message bucket.")
+        try f.option(&maxHttpConnectionsPerAddress, "max-http-connections-per-address", "Open HTTP connections (before the upgrade) per client address; trusted proxies are exempt.")
+        try f.flag(&noRateLimits, "no-rate-limits", "Lift the rate and connection-count limits (for benchmarks); size limits stay.")
+        try f.option(&allowOrigin, "allow-origin", "Allowed Origin for upgrades (repeatable; none means any).")
+
+        try f.option(&trustedProxy, "trusted-proxy", "Proxy address whose X-Forwarded-For is believed (repeatable).")
+        try f.flag(&logAddresses, "log-addresses", "Include client addresses in log lines.")
+
+        try f.option(&drainTimeout, "drain-timeout", "Seconds to drain on SIGTERM/SIGINT before closing the rest.")
+        try f.option(&logLevel, "log-level", "debug, info, warn or error.")
+    }
+
     func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
-        guard LogLevel(name: logLevel) != nil else { throw ValidationError("--log-level must be debug, info, warn or error") }
+        guard (0...65535).contains(port) else { throw FlagError("--port must be 0 to 65535") }
+        guard LogLevel(name: logLevel) != nil else { throw FlagError("--log-level must be debug, info, warn or error") }
         for text in trustedProxy where ClientAddress(text: text) == nil {
-            throw ValidationError("invalid --trusted-proxy address '\(text)'")
+            throw FlagError("invalid --trusted-proxy address '\(text)'")
         }
         for (name, v) in [("--max-head-bytes", maxHeadBytes), ("--max-target-bytes", maxTargetBytes),
                           ("--max-header-count", maxHeaderCount), ("--max-message-bytes", maxMessageBytes),
@@ -192,7 +201,7 @@ struct UVChatD: ParsableCommand {
                           ("--max-connections-per-address", maxConnectionsPerAddress),
                           ("--new-connections-per-minute", newConnectionsPerMinute),
                           ("--max-http-connections-per-address", maxHttpConnectionsPerAddress)] where v <= 0 {
-            throw ValidationError("\(name) must be positive")
+            throw FlagError("\(name) must be positive")
         }
         for (name, v) in [("--handshake-timeout", handshakeTimeout), ("--keep-alive-timeout", keepAliveTimeout),
                           ("--ping-interval", pingInterval), ("--close-timeout", closeTimeout),
@@ -205,41 +214,41 @@ struct UVChatD: ParsableCommand {
                           ("--call-requests-per-second", callRequestsPerSecond), ("--call-request-burst", callRequestBurst),
                           ("--signals-per-second", signalsPerSecond), ("--signal-burst", signalBurst),
                           ("--online-interval", onlineInterval), ("--drain-timeout", drainTimeout)] where !(v > 0) {
-            throw ValidationError("\(name) must be positive")
+            throw FlagError("\(name) must be positive")
         }
         guard (0...ServerConfiguration.maxImageLimit).contains(maxImageBytes) else {
-            throw ValidationError("--max-image-bytes must be 0 to \(ServerConfiguration.maxImageLimit)")
+            throw FlagError("--max-image-bytes must be 0 to \(ServerConfiguration.maxImageLimit)")
         }
         guard ["all", "relay"].contains(iceTransportPolicy) else {
-            throw ValidationError("--ice-transport-policy must be all or relay")
+            throw FlagError("--ice-transport-policy must be all or relay")
         }
         // The secret itself is read in run(); here a stand-in says whether there will be one.
         if let problem = iceSettings(secret: Secret(turnSecretFile == nil ? [] : [0])).problem {
-            throw ValidationError(problem)
+            throw FlagError(problem)
         }
         if requireAuth && jwtSecretFile.isEmpty && jwtPublicKeyFile.isEmpty {
-            throw ValidationError("--require-auth needs --jwt-secret-file or --jwt-public-key-file")
+            throw FlagError("--require-auth needs --jwt-secret-file or --jwt-public-key-file")
         }
-        guard (0...300).contains(jwtLeewaySeconds) else { throw ValidationError("--jwt-leeway-seconds must be 0 to 300") }
-        guard (1...400).contains(identityDays) else { throw ValidationError("--identity-days must be 1 to 400") }
-        guard (13...99).contains(minAge) else { throw ValidationError("--min-age must be 13 to 99") }
-        guard (1...1000).contains(reportThreshold) else { throw ValidationError("--report-threshold must be 1 to 1000") }
-        guard (0...3600).contains(reportGraceSeconds) else { throw ValidationError("--report-grace-seconds must be 0 to 3600") }
+        guard (0...300).contains(jwtLeewaySeconds) else { throw FlagError("--jwt-leeway-seconds must be 0 to 300") }
+        guard (1...400).contains(identityDays) else { throw FlagError("--identity-days must be 1 to 400") }
+        guard (13...99).contains(minAge) else { throw FlagError("--min-age must be 13 to 99") }
+        guard (1...1000).contains(reportThreshold) else { throw FlagError("--report-threshold must be 1 to 1000") }
+        guard (0...3600).contains(reportGraceSeconds) else { throw FlagError("--report-grace-seconds must be 0 to 3600") }
         for (name, v) in [("--report-window-seconds", reportWindowSeconds), ("--ban-seconds", banSeconds),
                           ("--block-seconds", blockSeconds), ("--abuse-half-life-seconds", abuseHalfLifeSeconds),
                           ("--quarantine-seconds", quarantineSeconds)] where !(v > 0 && v <= 366 * 86_400) {
-            throw ValidationError("\(name) must be above 0 and at most a year")
+            throw FlagError("\(name) must be above 0 and at most a year")
         }
-        guard quarantineScore >= 0 else { throw ValidationError("--quarantine-score must not be negative") }
+        guard quarantineScore >= 0 else { throw FlagError("--quarantine-score must not be negative") }
         guard moderationIdentities > 0, moderationBlocks > 0 else {
-            throw ValidationError("--moderation-identities and --moderation-blocks must be positive")
+            throw FlagError("--moderation-identities and --moderation-blocks must be positive")
         }
-        guard (0...3600).contains(resumeGrace) else { throw ValidationError("--resume-grace must be 0 to 3600") }
-        guard interestTimeout >= 0 else { throw ValidationError("--interest-timeout must not be negative") }
-        guard addressRatePerSecond >= 0 else { throw ValidationError("--address-rate-per-second must not be negative") }
+        guard (0...3600).contains(resumeGrace) else { throw FlagError("--resume-grace must be 0 to 3600") }
+        guard interestTimeout >= 0 else { throw FlagError("--interest-timeout must not be negative") }
+        guard addressRatePerSecond >= 0 else { throw FlagError("--address-rate-per-second must not be negative") }
         for (name, v) in [("--outgoing-cap", outgoingCap), ("--echo-max-message-bytes", echoMaxMessageBytes),
                           ("--max-message-bytes", maxMessageBytes)] where v > ServerConfiguration.maxBufferLimit {
-            throw ValidationError("\(name) must be at most \(ServerConfiguration.maxBufferLimit)")
+            throw FlagError("\(name) must be at most \(ServerConfiguration.maxBufferLimit)")
         }
     }
 
@@ -373,7 +382,7 @@ struct UVChatD: ParsableCommand {
         return keys
     }
 
-    func run() throws {
+    func run() -> Never {
         let server: Server
         do {
             server = try Server(configuration: makeConfiguration())
@@ -438,7 +447,7 @@ func resolved(_ endpoint: RedisEndpoint) throws -> RedisEndpoint {
         }
     }
     guard ok else { throw SecretFileError(description: "--redis: cannot resolve \(host)") }
-    return .tcp(host: String(cString: buffer), port: port)
+    return .tcp(host: String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), port: port)
 }
 
 func fail(_ line: String) -> Never {

@@ -1,18 +1,24 @@
-import ArgumentParser
+import UVChat
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// Parse by hand so that a bad flag gives one clear line instead of the usage text.
+// Declare the flags, read the arguments, then set what they gave; a bad flag is one clear line and exit status 1.
+var command = UVChatD()
 do {
-    let command = try UVChatD.parseAsRoot()
-    var runnable = command
-    try runnable.run()
-} catch {
-    let code = UVChatD.exitCode(for: error)
-    if code == .success {
-        print(UVChatD.fullMessage(for: error))
+    var flags = try Flags.declare { f throws(FlagError) in try command.bind(&f) }
+    switch try flags.read(CommandLine.arguments.dropFirst()) {
+    case .help:
+        print(flags.usage(name: "uvchatd", abstract: UVChatD.abstract, discussion: UVChatD.discussion), terminator: "")
         exit(0)
+    case .version:
+        print(BuildInfo.version)
+        exit(0)
+    case .run:
+        try command.bind(&flags)
     }
-    fail(UVChatD.message(for: error))
+    try command.validate()
+} catch {
+    fail("\(error)")
 }
+command.run()
