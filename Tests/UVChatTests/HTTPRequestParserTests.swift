@@ -66,6 +66,33 @@ private let upgradeRequest = "GET /ws?interests=music,movies HTTP/1.1\r\nHost: e
         #expect(h.contentLength == 0)
     }
 
+    @Test func fieldsAreFoundByNameInAnyCaseWhereTheyLie() throws {
+        let h = try #require(head(parse("GET / HTTP/1.1\r\nHOST: h\r\nX-List: a,, B ,c\r\nx-list:d\r\nX-Lisp: e\r\n"
+                                        + "X-One: only\r\nX-Empty:\r\n\r\n")))
+        #expect(h.fieldCount == 6)
+        #expect(h.headerCount("host") == 1 && h.headerCount("x-list") == 2 && h.headerCount("x-lis") == 0)
+        #expect(h.header("x-lisp") == "e" && h.header("x-empty") == "")
+        // The only line of its name, as bytes; nil when the name repeats or is absent.
+        #expect(h.onlyHeaderBytes("x-one").map { Array($0) } == Array("only".utf8))
+        #expect(h.onlyHeaderBytes("x-list") == nil && h.onlyHeaderBytes("x-none") == nil)
+        // Tokens over every line of the name, trimmed, empty elements skipped, case folded unless asked not to.
+        for token in ["a", "b", "c", "d"] as [StaticString] { #expect(h.headerContainsToken("x-list", token), "\(token)") }
+        #expect(!h.headerContainsToken("x-list", "e") && !h.headerContainsToken("x-list", ""))
+        #expect(h.headerContainsToken("x-list", "B", ignoringCase: false))
+        #expect(!h.headerContainsToken("x-list", "b", ignoringCase: false))
+        #expect(!h.headerContainsToken("x-empty", "x"))
+        var removed = h
+        removed.removeHeaders("x-list")
+        #expect(removed.headers.map(\.name) == ["host", "x-lisp", "x-one", "x-empty"] && h.headerCount("x-list") == 2)
+    }
+
+    @Test func tokenBytesAreExactlyRFC9110Tchar() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        for byte in 0...255 {
+            #expect(HTTPRequestParser.isTokenByte(UInt8(byte)) == tchar.contains(UInt8(byte)), "\(byte)")
+        }
+    }
+
     @Test func queryIsNilWithoutQuestionMarkAndExcludesFragment() throws {
         let plain = try #require(head(parse("GET /p HTTP/1.1\r\nHost: h\r\n\r\n")))
         #expect(plain.query == nil)

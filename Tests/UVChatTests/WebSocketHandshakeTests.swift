@@ -30,6 +30,8 @@ private let badRequest = HandshakeRejection(status: .badRequest)
 @Suite struct WebSocketHandshakeTests {
     @Test func acceptValueMatchesRFC6455Example() {
         #expect(WebSocketHandshake.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        // SHA-1 of the GUID alone (an empty key), base64.
+        #expect(WebSocketHandshake.acceptValue(forKey: "") == "Kfh9QIsMVZcl6xEPYxPHzW8SZ8w=")
     }
 
     @Test func rejectsAnUpgradeWithABodyWith400() throws {
@@ -70,7 +72,7 @@ private let badRequest = HandshakeRejection(status: .badRequest)
     @Test func rejectsMissingHostWith400() {
         // The parser already refuses an HTTP/1.1 head without Host, so build the head by hand.
         var head = request(fields: exampleFields)
-        head?.headers.removeAll { $0.name == "host" }
+        head?.removeHeaders("host")
         if let head { #expect(WebSocketHandshake.validate(head) == .failure(badRequest)) } else { Issue.record("no head") }
     }
 

@@ -48,8 +48,7 @@ final class IdentityResolver: Sendable {
     /// a bot, a browser's first visit) every client is anonymous, and the upgrade skips the work.
     func mayIdentify(_ head: HTTPRequestHead) -> Bool {
         if verifier != nil { return true }
-        for field in head.headers where field.name.utf8.count == 6 && field.name == "cookie" { return true }
-        return false
+        return head.headerCount("cookie") > 0
     }
 
     static let anonymous = Resolution(token: .none, identity: .anonymous, cookie: nil, wantsCookie: true)

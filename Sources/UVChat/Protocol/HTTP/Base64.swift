@@ -7,23 +7,33 @@ enum Base64 {
     private static let urlAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        encode(bytes, url: false, into: &out)
-        return String(decoding: out, as: UTF8.self)
+        bytes.withUnsafeBytes { encode($0) }
+    }
+
+    /// The standard encoding as a String, built in place (one allocation, none for up to 15 characters).
+    static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: (bytes.count + 2) / 3 * 4) { out in
+            var o = 0
+            forEachEncoded(bytes, url: false) { out[o] = $0; o += 1 }
+            return o
+        }
     }
 
     /// Appends the encoding: the standard alphabet with padding, or (`url`) base64url without padding (RFC 4648
     /// section 5), for tokens that travel in JSON and URLs.
     static func encode(_ bytes: [UInt8], url: Bool, into out: inout [UInt8]) {
+        bytes.withUnsafeBytes { raw in forEachEncoded(raw, url: url) { out.append($0) } }
+    }
+
+    private static func forEachEncoded(_ bytes: UnsafeRawBufferPointer, url: Bool, _ emit: (UInt8) -> Void) {
         let table = url ? urlAlphabet : alphabet
         var i = 0
         while i < bytes.count {
             let rest = min(3, bytes.count - i)
             var n: UInt32 = 0
             for k in 0..<3 { n = n << 8 | (k < rest ? UInt32(bytes[i + k]) : 0) }
-            for k in 0..<(rest + 1) { out.append(table[Int(n >> UInt32(18 - 6 * k) & 63)]) }
-            if !url { for _ in rest..<3 { out.append(UInt8(ascii: "=")) } }
+            for k in 0..<(rest + 1) { emit(table[Int(n >> UInt32(18 - 6 * k) & 63)]) }
+            if !url { for _ in rest..<3 { emit(UInt8(ascii: "=")) } }
             i += 3
         }
     }
@@ -51,20 +61,25 @@ enum Base64 {
     }
 
     static func decode(_ text: String) -> [UInt8]? {
-        let chars = Array(text.utf8)
-        guard chars.count % 4 == 0 else { return nil }
+        decode(Array(text.utf8)[...])
+    }
+
+    /// The same, from the bytes of a field value where they lie.
+    static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
+        let count = text.count, first = text.startIndex
+        guard count % 4 == 0 else { return nil }
         var padding = 0
-        if chars.last == UInt8(ascii: "=") { padding += 1 }
-        if chars.count >= 2 && chars[chars.count - 2] == UInt8(ascii: "=") { padding += 1 }
+        if text.last == UInt8(ascii: "=") { padding += 1 }
+        if count >= 2 && text[first + count - 2] == UInt8(ascii: "=") { padding += 1 }
         var out: [UInt8] = []
-        out.reserveCapacity(chars.count / 4 * 3)
+        out.reserveCapacity(count / 4 * 3)
         var i = 0
-        while i < chars.count {
-            let isLast = i + 4 == chars.count
+        while i < count {
+            let isLast = i + 4 == count
             let pad = isLast ? padding : 0
             var n: UInt32 = 0
             for k in 0..<4 {
-                let c = chars[i + k]
+                let c = text[first + i + k]
                 if k >= 4 - pad {
                     n <<= 6
                     continue

@@ -3,8 +3,8 @@
 enum Cookies {
     /// The value of the first cookie named `name`, without surrounding double quotes.
     static func value(named name: String, in head: HTTPRequestHead) -> Substring? {
-        for field in head.headers where field.name == "cookie" {
-            for pair in field.value.split(separator: ";") {
+        for line in head.headerValues("cookie") {
+            for pair in line.split(separator: ";") {
                 let trimmed = pair.drop(while: { $0 == " " || $0 == "\t" })
                 guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name else { continue }
                 var value = trimmed[trimmed.index(after: eq)...]

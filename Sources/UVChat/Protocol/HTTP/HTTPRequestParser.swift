@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sans-IO parser for HTTP/1.1 request heads (RFC 9112). Bytes go in, a head or an error status comes out.
 ///
 /// Framing (finding the end of the head, the limits, line endings) runs byte by byte as input arrives, so that a
@@ -63,9 +67,8 @@ struct HTTPRequestParser {
                 continue
             }
             // Header section: only line ends matter here; the lines themselves are checked once the head is whole.
-            var lf = i
-            while lf < scanEnd && input[lf] != Byte.lf { lf += 1 }
-            guard lf < scanEnd else { break }
+            guard let found = memchr(input.baseAddress.unsafelyUnwrapped + i, Int32(Byte.lf), scanEnd - i) else { break }
+            let lf = UnsafeRawPointer(found) - input.baseAddress.unsafelyUnwrapped
             let crBefore = lf > 0 ? input[lf - 1] == Byte.cr : buffer.last == Byte.cr
             guard crBefore else { return fail(.badRequest) }
             let offset = base + lf
@@ -90,10 +93,11 @@ struct HTTPRequestParser {
     private mutating func complete(_ input: UnsafeRawBufferPointer, base: Int, consumed: Int) -> HTTPParseResult {
         let result: Parsed
         if base == 0 {
-            result = Self.parseHead(UnsafeRawBufferPointer(rebasing: input[0..<consumed]), limits: limits)
+            result = Self.parseHead(UnsafeRawBufferPointer(rebasing: input[0..<consumed]), limits: limits,
+                                    fieldLines: headerLines)
         } else {
             buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[0..<consumed]))
-            result = buffer.withUnsafeBytes { Self.parseHead($0, limits: limits) }
+            result = buffer.withUnsafeBytes { [headerLines] in Self.parseHead($0, limits: limits, fieldLines: headerLines) }
         }
         switch result {
         case .ok(let head):
@@ -105,7 +109,8 @@ struct HTTPRequestParser {
     }
 
     /// Parses a complete head: optional empty lines, the request line, field lines, and the final empty line.
-    static func parseHead(_ p: UnsafeRawBufferPointer, limits: HTTPLimits) -> Parsed {
+    /// `fieldLines` is how many field lines framing counted, so that the list of them is allocated once.
+    static func parseHead(_ p: UnsafeRawBufferPointer, limits: HTTPLimits, fieldLines: Int = 0) -> Parsed {
         var pos = 0
         while pos + 1 < p.count && p[pos] == Byte.cr && p[pos + 1] == Byte.lf { pos += 2 }
 
@@ -141,7 +146,10 @@ struct HTTPRequestParser {
             return .failed(.badRequest)
         }
 
-        var headers: [(name: String, value: String)] = []
+        // Fields are located here and copied once, as one block; names and values become Strings only on request.
+        let fieldsStart = pos
+        var fields: [HTTPRequestHead.Field] = []
+        fields.reserveCapacity(fieldLines)
         while true {
             guard pos + 1 < p.count else { return .failed(.badRequest) }
             if p[pos] == Byte.cr && p[pos + 1] == Byte.lf { break }
@@ -153,30 +161,35 @@ struct HTTPRequestParser {
             pos += 1
             while pos < p.count && (p[pos] == Byte.space || p[pos] == Byte.tab) { pos += 1 }
             let valueStart = pos
-            var valueEnd = pos
+            // Field values are VCHAR, SP, HTAB or obs-text; any other control byte could smuggle a line end. One
+            // test per byte finds both the CR and a byte that does not belong.
             while pos < p.count {
                 let byte = p[pos]
-                if byte == Byte.cr { break }
-                // Field values are VCHAR, SP, HTAB or obs-text; any other control byte could smuggle a line end.
-                guard byte >= 0x20 && byte != 0x7F || byte == Byte.tab else { return .failed(.badRequest) }
+                if byte < 0x20 || byte == 0x7F {
+                    if byte == Byte.cr { break }
+                    guard byte == Byte.tab else { return .failed(.badRequest) }
+                }
                 pos += 1
-                if byte != Byte.space && byte != Byte.tab { valueEnd = pos }
             }
+            var valueEnd = pos
+            while valueEnd > valueStart && (p[valueEnd - 1] == Byte.space || p[valueEnd - 1] == Byte.tab) { valueEnd -= 1 }
             guard pos + 1 < p.count, p[pos + 1] == Byte.lf else { return .failed(.badRequest) }
             pos += 2
-            guard headers.count < limits.maxHeaderCount else { return .failed(.requestHeaderFieldsTooLarge) }
-            headers.append((name: lowercasedString(p, nameStart, nameEnd), value: string(p, valueStart, valueEnd)))
+            guard fields.count < limits.maxHeaderCount else { return .failed(.requestHeaderFieldsTooLarge) }
+            fields.append(HTTPRequestHead.Field(nameStart: nameStart - fieldsStart, nameEnd: nameEnd - fieldsStart,
+                                                valueStart: valueStart - fieldsStart, valueEnd: valueEnd - fieldsStart))
         }
 
         var head = HTTPRequestHead(method: method, methodName: methodName, target: string(p, targetStart, targetEnd),
-                                   path: path, query: query, versionMinor: versionMinor, headers: headers,
-                                   keepAlive: false, contentLength: 0)
+                                   path: path, query: query, versionMinor: versionMinor,
+                                   fieldBytes: Array(UnsafeRawBufferPointer(rebasing: p[fieldsStart..<pos])),
+                                   fields: fields)
         // We take no request bodies, and a message with Transfer-Encoding cannot be framed without decoding it.
-        if head.header("transfer-encoding") != nil { return .failed(.notImplemented) }
+        if head.headerCount("transfer-encoding") > 0 { return .failed(.notImplemented) }
         guard let length = contentLength(head.headerValues("content-length")) else { return .failed(.badRequest) }
         head.contentLength = length
         // RFC 9112 section 3.2: a 1.1 request without Host, or any request with two, must get 400.
-        let hosts = head.headerValues("host").count
+        let hosts = head.headerCount("host")
         guard hosts <= 1, hosts == 1 || versionMinor == 0 else { return .failed(.badRequest) }
         if head.headerContainsToken("connection", "close") {
             head.keepAlive = false
@@ -249,27 +262,16 @@ struct HTTPRequestParser {
         String(decoding: UnsafeRawBufferPointer(rebasing: p[start..<end]), as: UTF8.self)
     }
 
-    private static func lowercasedString(_ p: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> String {
-        String(unsafeUninitializedCapacity: end - start) { out in
-            for k in start..<end { out[k - start] = HTTPRequestHead.lowerASCII(p[k]) }
-            return end - start
-        }
-    }
-
     @inline(__always)
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
 
-    /// tchar from RFC 9110 section 5.6.2.
+    /// tchar from RFC 9110 section 5.6.2, as a bit per byte value below 128: `!#$%&'*+-.^_`|~`, digits, letters.
     @inline(__always)
     static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default: return false
-        }
+        let low: UInt64 = 0x03FF_6CFA_0000_0000    // 0x21 ! 0x23-0x27 #$%&' 0x2A * 0x2B + 0x2D - 0x2E . 0-9
+        let high: UInt64 = 0x57FF_FFFF_C7FF_FFFE   // A-Z 0x5E ^ 0x5F _ 0x60 ` a-z 0x7C | 0x7E ~
+        let bit = UInt64(1) << UInt64(byte & 63)
+        return byte < 64 ? low & bit != 0 : byte < 128 && high & bit != 0
     }
 
     /// Not a `Result`: a status is not an `Error`, it is the answer to send.

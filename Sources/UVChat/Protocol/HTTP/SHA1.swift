@@ -42,28 +42,30 @@ struct SHA1 {
     }
 
     /// One 64-byte block. The schedule is the 16-word ring of FIPS 180-4 section 6.1.3: W[t] for t >= 16 is
-    /// computed in the slot of W[t-16], from W[t-3], W[t-8] and W[t-14].
+    /// computed in the slot of W[t-16], from W[t-3], W[t-8] and W[t-14]. The four stages run as four loops, so that
+    /// no round branches on its number.
     private mutating func compress(_ chunk: UnsafeRawPointer, schedule w: UnsafeMutableBufferPointer<UInt32>) {
         for t in 0..<16 { w[t] = UInt32(bigEndian: chunk.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self)) }
         var (a, b, c, d, e) = h
-        for t in 0..<80 {
-            let s = t & 15
-            if t >= 16 { w[s] = rotl(w[(s + 13) & 15] ^ w[(s + 8) & 15] ^ w[(s + 2) & 15] ^ w[s], 1) }
-            let f: UInt32
-            let k: UInt32
-            switch t {
-            case 0..<20: f = (b & c) | (~b & d); k = 0x5A82_7999
-            case 20..<40: f = b ^ c ^ d; k = 0x6ED9_EBA1
-            case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1B_BCDC
-            default: f = b ^ c ^ d; k = 0xCA62_C1D6
-            }
-            let temp = rotl(a, 5) &+ f &+ e &+ k &+ w[s]
+        @inline(__always) func round(_ f: UInt32, _ k: UInt32, _ word: UInt32) {
+            let temp = rotl(a, 5) &+ f &+ e &+ k &+ word
             e = d
             d = c
             c = rotl(b, 30)
             b = a
             a = temp
         }
+        @inline(__always) func word(_ t: Int) -> UInt32 {
+            let s = t & 15
+            w[s] = rotl(w[(s + 13) & 15] ^ w[(s + 8) & 15] ^ w[(s + 2) & 15] ^ w[s], 1)
+            return w[s]
+        }
+        // Ch, Parity, Maj and Parity (section 4.1.1), Ch and Maj in their shorter equivalent forms.
+        for t in 0..<16 { round(d ^ (b & (c ^ d)), 0x5A82_7999, w[t]) }
+        for t in 16..<20 { round(d ^ (b & (c ^ d)), 0x5A82_7999, word(t)) }
+        for t in 20..<40 { round(b ^ c ^ d, 0x6ED9_EBA1, word(t)) }
+        for t in 40..<60 { round((b & c) | (d & (b | c)), 0x8F1B_BCDC, word(t)) }
+        for t in 60..<80 { round(b ^ c ^ d, 0xCA62_C1D6, word(t)) }
         h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
     }
 
