@@ -56,6 +56,35 @@ import Testing
         badLength[2 + 13] = 0xff
         #expect(badLength.withUnsafeBytes { ClusterWire.decode($0) } == nil)
     }
+
+    @Test func recordsReadInPlaceMatchTheDecodedOnes() throws {
+        var message: [UInt8] = []
+        ClusterWire.begin(from: "home", into: &message)
+        Array(#"{"type":"message","text":"hi"}"#.utf8).withUnsafeBytes {
+            ClusterWire.appendText(slot: 5, entry: 6, $0, into: &message)
+        }
+        ClusterWire.append(ClusterEnvelope(slot: 5, entry: 6, .gone(dropped: true)), into: &message)
+        ClusterWire.append(ClusterEnvelope(slot: 1, entry: 2, .frames([0x81, 0x00])), into: &message)
+        let decoded = try #require(message.withUnsafeBytes { ClusterWire.decode($0) })
+        #expect(decoded.records.map(\.record) == [.text(Array(#"{"type":"message","text":"hi"}"#.utf8)),
+                                                  .gone(dropped: true), .frames([0x81, 0x00])])
+        var seen: [ClusterEnvelope] = []
+        message.withUnsafeBytes { raw in
+            #expect(ClusterWire.validate(raw) == "home")
+            ClusterWire.forEachRecord(raw) { r in
+                seen.append(ClusterEnvelope(slot: r.slot, entry: r.entry, r.kind == ClusterWire.textKind ? .text(Array(r.body))
+                                            : r.kind == ClusterWire.framesKind ? .frames(Array(r.body)) : ClusterWire.record(r)!.record))
+            }
+        }
+        #expect(seen == decoded.records)
+        // A malformed record anywhere fails the whole message before any record is acted on.
+        var broken = message
+        broken[broken.count - 2 - 17] = 99
+        #expect(broken.withUnsafeBytes { ClusterWire.validate($0) } == nil)
+        var badGone = message
+        badGone.append(contentsOf: [9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 1])   // gone with 2 bytes
+        #expect(badGone.withUnsafeBytes { ClusterWire.validate($0) } == nil)
+    }
 }
 
 @Suite struct RedisReplyTests {

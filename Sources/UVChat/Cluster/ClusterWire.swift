@@ -142,11 +142,56 @@ public enum ClusterWire {
 
     /// The sender and the records of one channel message; nil when it is malformed (a node of another version).
     public static func decode(_ message: UnsafeRawBufferPointer) -> (from: String, records: [ClusterEnvelope])? {
+        var records: [ClusterEnvelope] = []
+        let from = walk(message) { raw in
+            guard let record = record(kind: raw.kind, Array(raw.body)) else { return false }
+            records.append(ClusterEnvelope(slot: raw.slot, entry: raw.entry, record))
+            return true
+        }
+        guard let from else { return nil }
+        return (from, records)
+    }
+
+    /// The record kinds that come once per message (frames to an owner, a text to the home): received, they are
+    /// used where they lie in the channel message rather than copied into a `ClusterRecord`.
+    public static let framesKind: UInt8 = 2
+    public static let textKind: UInt8 = 6
+
+    /// A received record where it lies: `body` points into the channel message and lives as long as it does.
+    public struct RawRecord {
+        public let kind: UInt8
+        public let slot: UInt32
+        public let entry: UInt64
+        public let body: UnsafeRawBufferPointer
+    }
+
+    /// The sender of a well-formed message, every record of which `decode` would take; nil when it is malformed.
+    /// Checked whole before any record is acted on, as `decode` is, so that a bad message changes nothing.
+    public static func validate(_ message: UnsafeRawBufferPointer) -> String? {
+        walk(message) { raw in
+            raw.kind == framesKind || raw.kind == textKind || record(kind: raw.kind, Array(raw.body)) != nil
+        }
+    }
+
+    /// Each record of a message that `validate` accepted, in order and in place.
+    public static func forEachRecord(_ message: UnsafeRawBufferPointer, _ body: (RawRecord) -> Void) {
+        _ = walk(message) { raw in
+            body(raw)
+            return true
+        }
+    }
+
+    /// A record decoded from where it lies (for the kinds that are not used in place).
+    public static func record(_ raw: RawRecord) -> ClusterEnvelope? {
+        record(kind: raw.kind, Array(raw.body)).map { ClusterEnvelope(slot: raw.slot, entry: raw.entry, $0) }
+    }
+
+    /// The sender's name, then each record's header and body, to `visit` until it returns false; nil when the
+    /// framing is broken or `visit` refused a record.
+    private static func walk(_ message: UnsafeRawBufferPointer, _ visit: (RawRecord) -> Bool) -> String? {
         guard message.count >= 1 else { return nil }
         let nameLength = Int(message[0])
         guard message.count >= 1 + nameLength else { return nil }
-        let from = String(decoding: UnsafeRawBufferPointer(rebasing: message[1..<(1 + nameLength)]), as: UTF8.self)
-        var records: [ClusterEnvelope] = []
         var i = 1 + nameLength
         while i < message.count {
             guard message.count - i >= headerBytes else { return nil }
@@ -156,12 +201,17 @@ public enum ClusterWire {
             let length = Int(message.loadUnaligned(fromByteOffset: i + 13, as: UInt32.self).littleEndian)
             i += headerBytes
             guard length <= message.count - i else { return nil }
-            let body = Array(UnsafeRawBufferPointer(rebasing: message[i..<(i + length)]))
+            let body = UnsafeRawBufferPointer(rebasing: message[i..<(i + length)])
             i += length
-            guard let record = record(kind: kind, body) else { return nil }
-            records.append(ClusterEnvelope(slot: slot, entry: entry, record))
+            guard visit(RawRecord(kind: kind, slot: slot, entry: entry, body: body)) else { return nil }
         }
-        return (from, records)
+        return String(decoding: UnsafeRawBufferPointer(rebasing: message[1..<(1 + nameLength)]), as: UTF8.self)
+    }
+
+    /// Appends a text record from the payload where it lies (the owner's per-message path: no `ClusterRecord`).
+    public static func appendText(slot: UInt32, entry: UInt64, _ payload: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        header(ClusterEnvelope(slot: slot, entry: entry, .adopt), kind: textKind, length: payload.count, into: &out)
+        out.append(contentsOf: payload)
     }
 
     private static func record(kind: UInt8, _ body: [UInt8]) -> ClusterRecord? {

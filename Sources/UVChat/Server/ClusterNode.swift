@@ -535,6 +535,19 @@ final class ClusterNode {
         self.record(to: hosting.node, ClusterEnvelope(slot: peer.rawValue, entry: hosting.entry, record))
     }
 
+    /// A text of a member whose chat is on another node, from where it lies in the read buffer: the per-message
+    /// path, so no `ClusterRecord` and no copy but the one into the node's batch.
+    func forward(_ peer: PeerID, text payload: UnsafeRawBufferPointer) {
+        guard let hosting = server.chat.routing.hosted[peer] else { return }
+        guard !hosting.node.isEmpty else { return forward(peer, .text(Array(payload))) }
+        guard clustered else { return }
+        let n = index(of: hosting.node)
+        open(n)
+        ClusterWire.appendText(slot: peer.rawValue, entry: hosting.entry, payload, into: &batches[n])
+        lastFrames[n] = -1
+        recordsOut &+= 1
+    }
+
     private func setHosted(_ peer: PeerID, _ on: Bool) {
         server.connections.ifOpen(peer) { $0.isHostedElsewhere = on }
     }
@@ -573,12 +586,38 @@ final class ClusterNode {
     }
 
     private func received(_ payload: UnsafeRawBufferPointer) {
-        guard clustered, let (from, records) = ClusterWire.decode(payload) else { return }
+        guard clustered, let from = ClusterWire.validate(payload) else { return }
         let now = server.loop.nowMillis
         let node = index(of: from)
-        recordsIn &+= UInt64(records.count)
-        for envelope in records { dispatch(envelope, from: from, node: node, now: now) }
+        // Frames and texts, one per message, are used where they lie in the channel message; the rest is decoded.
+        ClusterWire.forEachRecord(payload) { raw in
+            recordsIn &+= 1
+            switch raw.kind {
+            case ClusterWire.textKind:
+                guard let stub = stubs[StubKey(node: node, slot: raw.slot, entry: raw.entry)] else {
+                    return chatGone(ClusterEnvelope(slot: raw.slot, entry: raw.entry, .text([])), node)
+                }
+                server.chat.receive(raw.body, from: stub, now: now)
+            case ClusterWire.framesKind:
+                writeFrames(raw.body, to: PeerID(rawValue: raw.slot), from: from, node: node, entry: raw.entry)
+            default:
+                if let envelope = ClusterWire.record(raw) { dispatch(envelope, from: from, node: node, now: now) }
+            }
+        }
         if server.chat.deadlinesChanged { server.armMatchTimer() }
+    }
+
+    /// Frames the home built for a client of ours: to its socket, unless it is no longer the client they are for.
+    private func writeFrames(_ frames: UnsafeRawBufferPointer, to peer: PeerID, from: String, node: Int, entry: UInt64) {
+        guard isHosted(peer, on: from, entry: entry) else {
+            return record(to: node, ClusterEnvelope(slot: peer.rawValue, entry: entry, .gone(dropped: false)))
+        }
+        server.connections.ifOpen(peer) { conn in
+            conn.sendPrebuilt(frames)
+            if conn.outstandingBytes > server.config.outgoingCap {
+                conn.closeWebSocket(.policyViolation, dropPending: true)
+            }
+        }
     }
 
     private func dispatch(_ e: ClusterEnvelope, from: String, node: Int, now: UInt64) {
@@ -624,15 +663,7 @@ final class ClusterNode {
                 server.chat.requeue(peer, now: now)
             }
         case .frames(let bytes):
-            guard isHosted(peer, on: from, entry: e.entry) else {
-                return record(to: node, ClusterEnvelope(slot: e.slot, entry: e.entry, .gone(dropped: false)))
-            }
-            server.connections.ifOpen(peer) { conn in
-                conn.sendPrebuilt(bytes)
-                if conn.outstandingBytes > server.config.outgoingCap {
-                    conn.closeWebSocket(.policyViolation, dropPending: true)
-                }
-            }
+            bytes.withUnsafeBytes { writeFrames($0, to: peer, from: from, node: node, entry: e.entry) }
         case .allowBinary(let n):
             guard isHosted(peer, on: from, entry: e.entry) else { return }
             server.connections.ifOpen(peer) { $0.session?.allowBinary(n) }

@@ -9,7 +9,7 @@ extension Connection {
                 server.metrics.framesIn &+= 1
                 if phase == .chat {
                     if isHostedElsewhere {
-                        forwardToHome(.text(Array(payload)))
+                        server.cluster?.forward(id, text: payload)
                     } else {
                         server.chat.receive(payload, from: id, now: now)
                         if server.chat.deadlinesChanged { server.armMatchTimer() }
@@ -79,6 +79,15 @@ extension Connection {
         guard !isClosed else { return }
         prepareOutput()
         output.append(contentsOf: frame)
+        server.metrics.framesOut &+= 1
+        markDirty()
+    }
+
+    /// Frames built elsewhere (by a cluster node that is this chat's home), from where they lie.
+    func sendPrebuilt(_ frames: UnsafeRawBufferPointer) {
+        guard !isClosed else { return }
+        prepareOutput()
+        output.append(contentsOf: frames)
         server.metrics.framesOut &+= 1
         markDirty()
     }
