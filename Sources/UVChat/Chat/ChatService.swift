@@ -141,7 +141,8 @@ public struct ChatService<Outbox: ChatOutbox, Routing: ChatRouting> {
         lastSerial = lastSerial == ChatService.serialMask ? 1 : lastSerial + 1
         peers[i].tag = lastSerial | (version == .v2 ? ChatService.v2Bit : 0)
         if identity.key != nil || identity.group != nil { identities[peer] = identity }
-        deliver(ChatFrames.online(onlineCount), to: peer, now: now)
+        // Built in the service's scratch buffer and framed straight into the peer's output: no arrays per join.
+        sendEvent(to: peer, now: now) { [count = onlineCount] in ChatEventEncoder.online(count: count, into: &$0) }
         if version == .v2 {
             members2[peer] = Member2(queryInterests: interests, now: now)
         } else {
