@@ -144,5 +144,5 @@ enum MetricsText {
 }
 
 public enum BuildInfo {
-    public static let version = "0.9.0"
+    public static let version = "0.10.0"
 }

@@ -42,33 +42,55 @@ struct SHA1 {
     }
 
     /// One 64-byte block. The schedule is the 16-word ring of FIPS 180-4 section 6.1.3: W[t] for t >= 16 is
-    /// computed in the slot of W[t-16], from W[t-3], W[t-8] and W[t-14]. The four stages run as four loops, so that
-    /// no round branches on its number.
+    /// computed in the slot of W[t-16], from W[t-3], W[t-8] and W[t-14]. Each stage of 20 rounds runs as four
+    /// passes of five, and the five rounds of a pass name the working variables in turn (round t adds into the
+    /// variable that plays `e`, and rotates the one that plays `b`), so that no round moves a value from one
+    /// variable to another: the five stay in registers.
     private mutating func compress(_ chunk: UnsafeRawPointer, schedule w: UnsafeMutableBufferPointer<UInt32>) {
         for t in 0..<16 { w[t] = UInt32(bigEndian: chunk.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self)) }
         var (a, b, c, d, e) = h
-        @inline(__always) func round(_ f: UInt32, _ k: UInt32, _ word: UInt32) {
-            let temp = rotl(a, 5) &+ f &+ e &+ k &+ word
-            e = d
-            d = c
-            c = rotl(b, 30)
-            b = a
-            a = temp
+        // Ch and Maj in their shorter equivalent forms (section 4.1.1); Parity as it is.
+        for t in stride(from: 0, to: 20, by: 5) {
+            e = e &+ Self.rotl(a, 5) &+ (d ^ (b & (c ^ d))) &+ 0x5A82_7999 &+ Self.word(w, t); b = Self.rotl(b, 30)
+            d = d &+ Self.rotl(e, 5) &+ (c ^ (a & (b ^ c))) &+ 0x5A82_7999 &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
+            c = c &+ Self.rotl(d, 5) &+ (b ^ (e & (a ^ b))) &+ 0x5A82_7999 &+ Self.word(w, t + 2); e = Self.rotl(e, 30)
+            b = b &+ Self.rotl(c, 5) &+ (a ^ (d & (e ^ a))) &+ 0x5A82_7999 &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
+            a = a &+ Self.rotl(b, 5) &+ (e ^ (c & (d ^ e))) &+ 0x5A82_7999 &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
         }
-        @inline(__always) func word(_ t: Int) -> UInt32 {
-            let s = t & 15
-            w[s] = rotl(w[(s + 13) & 15] ^ w[(s + 8) & 15] ^ w[(s + 2) & 15] ^ w[s], 1)
-            return w[s]
+        for t in stride(from: 20, to: 40, by: 5) {
+            e = e &+ Self.rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9_EBA1 &+ Self.word(w, t); b = Self.rotl(b, 30)
+            d = d &+ Self.rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
+            c = c &+ Self.rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 2); e = Self.rotl(e, 30)
+            b = b &+ Self.rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
+            a = a &+ Self.rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
         }
-        // Ch, Parity, Maj and Parity (section 4.1.1), Ch and Maj in their shorter equivalent forms.
-        for t in 0..<16 { round(d ^ (b & (c ^ d)), 0x5A82_7999, w[t]) }
-        for t in 16..<20 { round(d ^ (b & (c ^ d)), 0x5A82_7999, word(t)) }
-        for t in 20..<40 { round(b ^ c ^ d, 0x6ED9_EBA1, word(t)) }
-        for t in 40..<60 { round((b & c) | (d & (b | c)), 0x8F1B_BCDC, word(t)) }
-        for t in 60..<80 { round(b ^ c ^ d, 0xCA62_C1D6, word(t)) }
+        for t in stride(from: 40, to: 60, by: 5) {
+            e = e &+ Self.rotl(a, 5) &+ ((b & c) | (d & (b | c))) &+ 0x8F1B_BCDC &+ Self.word(w, t); b = Self.rotl(b, 30)
+            d = d &+ Self.rotl(e, 5) &+ ((a & b) | (c & (a | b))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
+            c = c &+ Self.rotl(d, 5) &+ ((e & a) | (b & (e | a))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 2); e = Self.rotl(e, 30)
+            b = b &+ Self.rotl(c, 5) &+ ((d & e) | (a & (d | e))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
+            a = a &+ Self.rotl(b, 5) &+ ((c & d) | (e & (c | d))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
+        }
+        for t in stride(from: 60, to: 80, by: 5) {
+            e = e &+ Self.rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62_C1D6 &+ Self.word(w, t); b = Self.rotl(b, 30)
+            d = d &+ Self.rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62_C1D6 &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
+            c = c &+ Self.rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62_C1D6 &+ Self.word(w, t + 2); e = Self.rotl(e, 30)
+            b = b &+ Self.rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62_C1D6 &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
+            a = a &+ Self.rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62_C1D6 &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
+        }
         h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
     }
 
+    /// W[t]: one of the block's words for t < 16, else the next word of the schedule, written over W[t-16].
     @inline(__always)
-    private func rotl(_ x: UInt32, _ n: UInt32) -> UInt32 { x << n | x >> (32 - n) }
+    private static func word(_ w: UnsafeMutableBufferPointer<UInt32>, _ t: Int) -> UInt32 {
+        if t < 16 { return w[t] }
+        let s = t & 15
+        let x = rotl(w[(s + 13) & 15] ^ w[(s + 8) & 15] ^ w[(s + 2) & 15] ^ w[s], 1)
+        w[s] = x
+        return x
+    }
+
+    @inline(__always)
+    private static func rotl(_ x: UInt32, _ n: UInt32) -> UInt32 { x << n | x >> (32 - n) }
 }
