@@ -594,10 +594,7 @@ final class ClusterNode {
             recordsIn &+= 1
             switch raw.kind {
             case ClusterWire.textKind:
-                guard let stub = stubs[StubKey(node: node, slot: raw.slot, entry: raw.entry)] else {
-                    return chatGone(ClusterEnvelope(slot: raw.slot, entry: raw.entry, .text([])), node)
-                }
-                server.chat.receive(raw.body, from: stub, now: now)
+                receiveText(raw.body, slot: raw.slot, entry: raw.entry, node: node, now: now)
             case ClusterWire.framesKind:
                 writeFrames(raw.body, to: PeerID(rawValue: raw.slot), from: from, node: node, entry: raw.entry)
             default:
@@ -605,6 +602,14 @@ final class ClusterNode {
             }
         }
         if server.chat.deadlinesChanged { server.armMatchTimer() }
+    }
+
+    /// A text an owner forwarded for one of our stubs: to the chat, unless the stub's chat is gone.
+    private func receiveText(_ text: UnsafeRawBufferPointer, slot: UInt32, entry: UInt64, node: Int, now: UInt64) {
+        guard let stub = stubs[StubKey(node: node, slot: slot, entry: entry)] else {
+            return chatGone(ClusterEnvelope(slot: slot, entry: entry, .text([])), node)
+        }
+        server.chat.receive(text, from: stub, now: now)
     }
 
     /// Frames the home built for a client of ours: to its socket, unless it is no longer the client they are for.
@@ -625,8 +630,7 @@ final class ClusterNode {
         switch e.record {
         // To the home: about a stub here.
         case .text(let bytes):
-            guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return chatGone(e, node) }
-            bytes.withUnsafeBytes { server.chat.receive($0, from: stub, now: now) }
+            bytes.withUnsafeBytes { receiveText($0, slot: e.slot, entry: e.entry, node: node, now: now) }
         case .binary(var bytes):
             guard let stub = stubs[StubKey(node: node, slot: e.slot, entry: e.entry)] else { return chatGone(e, node) }
             bytes.withUnsafeMutableBytes { server.chat.receiveBinary($0, from: stub, now: now) }
