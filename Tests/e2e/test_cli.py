@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import BINARY, WWW
+from ops_helpers import http_get
 
 
 def run(*args):
@@ -42,13 +43,8 @@ def test_help_lists_every_flag_once_with_the_servers_defaults():
 def test_version_matches_the_metrics_build_info(server_factory):
     r = run("--version")
     assert r.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\n", r.stdout), r.stdout
-    s = server_factory()
-    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
-        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        body = b""
-        while chunk := c.recv(65536):
-            body += chunk
-    assert f'uvchat_build_info{{version="{r.stdout.strip()}"}} 1' in body.decode(), body[-400:]
+    status, _, body = http_get(server_factory().port, "/metrics")
+    assert status == 200 and f'uvchat_build_info{{version="{r.stdout.strip()}"}} 1' in body.decode(), body[-400:]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -57,13 +57,7 @@ struct SHA1 {
             b = b &+ Self.rotl(c, 5) &+ (a ^ (d & (e ^ a))) &+ 0x5A82_7999 &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
             a = a &+ Self.rotl(b, 5) &+ (e ^ (c & (d ^ e))) &+ 0x5A82_7999 &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
         }
-        for t in stride(from: 20, to: 40, by: 5) {
-            e = e &+ Self.rotl(a, 5) &+ (b ^ c ^ d) &+ 0x6ED9_EBA1 &+ Self.word(w, t); b = Self.rotl(b, 30)
-            d = d &+ Self.rotl(e, 5) &+ (a ^ b ^ c) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
-            c = c &+ Self.rotl(d, 5) &+ (e ^ a ^ b) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 2); e = Self.rotl(e, 30)
-            b = b &+ Self.rotl(c, 5) &+ (d ^ e ^ a) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
-            a = a &+ Self.rotl(b, 5) &+ (c ^ d ^ e) &+ 0x6ED9_EBA1 &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
-        }
+        Self.parityStage(&a, &b, &c, &d, &e, from: 20, k: 0x6ED9_EBA1, w)
         for t in stride(from: 40, to: 60, by: 5) {
             e = e &+ Self.rotl(a, 5) &+ ((b & c) | (d & (b | c))) &+ 0x8F1B_BCDC &+ Self.word(w, t); b = Self.rotl(b, 30)
             d = d &+ Self.rotl(e, 5) &+ ((a & b) | (c & (a | b))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
@@ -71,14 +65,21 @@ struct SHA1 {
             b = b &+ Self.rotl(c, 5) &+ ((d & e) | (a & (d | e))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
             a = a &+ Self.rotl(b, 5) &+ ((c & d) | (e & (c | d))) &+ 0x8F1B_BCDC &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
         }
-        for t in stride(from: 60, to: 80, by: 5) {
-            e = e &+ Self.rotl(a, 5) &+ (b ^ c ^ d) &+ 0xCA62_C1D6 &+ Self.word(w, t); b = Self.rotl(b, 30)
-            d = d &+ Self.rotl(e, 5) &+ (a ^ b ^ c) &+ 0xCA62_C1D6 &+ Self.word(w, t + 1); a = Self.rotl(a, 30)
-            c = c &+ Self.rotl(d, 5) &+ (e ^ a ^ b) &+ 0xCA62_C1D6 &+ Self.word(w, t + 2); e = Self.rotl(e, 30)
-            b = b &+ Self.rotl(c, 5) &+ (d ^ e ^ a) &+ 0xCA62_C1D6 &+ Self.word(w, t + 3); d = Self.rotl(d, 30)
-            a = a &+ Self.rotl(b, 5) &+ (c ^ d ^ e) &+ 0xCA62_C1D6 &+ Self.word(w, t + 4); c = Self.rotl(c, 30)
-        }
+        Self.parityStage(&a, &b, &c, &d, &e, from: 60, k: 0xCA62_C1D6, w)
         h = (h.0 &+ a, h.1 &+ b, h.2 &+ c, h.3 &+ d, h.4 &+ e)
+    }
+
+    /// Rounds `t0` to `t0 + 19` of a Parity stage (20 to 39 and 60 to 79, with their own constants).
+    @inline(__always)
+    private static func parityStage(_ a: inout UInt32, _ b: inout UInt32, _ c: inout UInt32, _ d: inout UInt32,
+                                    _ e: inout UInt32, from t0: Int, k: UInt32, _ w: UnsafeMutableBufferPointer<UInt32>) {
+        for t in stride(from: t0, to: t0 + 20, by: 5) {
+            e = e &+ rotl(a, 5) &+ (b ^ c ^ d) &+ k &+ word(w, t); b = rotl(b, 30)
+            d = d &+ rotl(e, 5) &+ (a ^ b ^ c) &+ k &+ word(w, t + 1); a = rotl(a, 30)
+            c = c &+ rotl(d, 5) &+ (e ^ a ^ b) &+ k &+ word(w, t + 2); e = rotl(e, 30)
+            b = b &+ rotl(c, 5) &+ (d ^ e ^ a) &+ k &+ word(w, t + 3); d = rotl(d, 30)
+            a = a &+ rotl(b, 5) &+ (c ^ d ^ e) &+ k &+ word(w, t + 4); c = rotl(c, 30)
+        }
     }
 
     /// W[t]: one of the block's words for t < 16, else the next word of the schedule, written over W[t-16].
