@@ -31,7 +31,7 @@ struct Flags {
         return flags
     }
 
-    /// Splits the arguments by the declared names. Unknown names, a missing value, a value after a switch and
+    /// Splits the arguments by the declared names. Unknown names, a missing value, a value given to a switch and
     /// bare words are errors.
     mutating func read(_ arguments: some Sequence<String>) throws(FlagError) -> Request {
         var iterator = arguments.makeIterator()
@@ -47,13 +47,18 @@ struct Flags {
                 inline = String(name[name.index(after: equals)...])
                 name = String(name[..<equals])
             }
-            guard let kind = declared.first(where: { $0.name == name })?.kind else { throw FlagError("unknown option '--\(name)' (see --help)") }
+            guard let kind = declared.first(where: { $0.name == name })?.kind else {
+                throw FlagError("unknown option '--\(name)' (see --help)")
+            }
             if kind == .flag {
                 guard inline == nil else { throw FlagError("--\(name) takes no value") }
                 given.append((name, ""))
                 continue
             }
-            guard let value = inline ?? iterator.next() else { throw FlagError("--\(name) needs a value") }
+            // The next word is the value, unless it is another flag (`--www --echo` forgot the folder).
+            guard let value = inline ?? iterator.next(), inline != nil || !value.hasPrefix("--") else {
+                throw FlagError("--\(name) needs a value")
+            }
             given.append((name, value))
         }
         assigning = true

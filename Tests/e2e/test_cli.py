@@ -50,6 +50,7 @@ def test_version_matches_the_metrics_build_info(server_factory):
 @pytest.mark.parametrize("args, message", [
     (["--port", "abc"], "uvchatd: --port must be a whole number, not 'abc'"),
     (["--port"], "uvchatd: --port needs a value"),
+    (["--www", "--echo"], "uvchatd: --www needs a value"),
     (["--port", "70000"], "uvchatd: --port must be 0 to 65535"),
     (["--bogus"], "uvchatd: unknown option '--bogus' (see --help)"),
     (["--bogus=1"], "uvchatd: unknown option '--bogus' (see --help)"),
