@@ -69,21 +69,32 @@ import Testing
         #expect(decoded.records.map(\.record) == [.text(Array(#"{"type":"message","text":"hi"}"#.utf8)),
                                                   .gone(dropped: true), .frames([0x81, 0x00])])
         var seen: [ClusterEnvelope] = []
+        var inPlace = 0
         message.withUnsafeBytes { raw in
-            #expect(ClusterWire.validate(raw) == "home")
-            ClusterWire.forEachRecord(raw) { r in
-                seen.append(ClusterEnvelope(slot: r.slot, entry: r.entry, r.kind == ClusterWire.textKind ? .text(Array(r.body))
-                                            : r.kind == ClusterWire.framesKind ? .frames(Array(r.body)) : ClusterWire.record(r)!.record))
+            guard let received = ClusterWire.receive(raw) else {
+                Issue.record("refused")
+                return
+            }
+            #expect(received.from == "home")
+            for record in received.records {
+                switch record {
+                case .inPlace(let r):
+                    inPlace += 1
+                    seen.append(ClusterEnvelope(slot: r.slot, entry: r.entry,
+                                                r.kind == ClusterWire.textKind ? .text(Array(r.body)) : .frames(Array(r.body))))
+                case .decoded(let envelope):
+                    seen.append(envelope)
+                }
             }
         }
-        #expect(seen == decoded.records)
+        #expect(seen == decoded.records && inPlace == 2)
         // A malformed record anywhere fails the whole message before any record is acted on.
         var broken = message
         broken[broken.count - 2 - 17] = 99
-        #expect(broken.withUnsafeBytes { ClusterWire.validate($0) } == nil)
+        #expect(broken.withUnsafeBytes { ClusterWire.receive($0) } == nil)
         var badGone = message
         badGone.append(contentsOf: [9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 1])   // gone with 2 bytes
-        #expect(badGone.withUnsafeBytes { ClusterWire.validate($0) } == nil)
+        #expect(badGone.withUnsafeBytes { ClusterWire.receive($0) } == nil)
     }
 }
 

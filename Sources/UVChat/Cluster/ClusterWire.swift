@@ -165,25 +165,28 @@ public enum ClusterWire {
         public let body: UnsafeRawBufferPointer
     }
 
-    /// The sender of a well-formed message, every record of which `decode` would take; nil when it is malformed.
-    /// Checked whole before any record is acted on, as `decode` is, so that a bad message changes nothing.
-    public static func validate(_ message: UnsafeRawBufferPointer) -> String? {
-        walk(message) { raw in
-            raw.kind == framesKind || raw.kind == textKind || record(kind: raw.kind, Array(raw.body)) != nil
-        }
+    /// A record of a received message: frames or a text where they lie in it, or any other kind decoded.
+    public enum Received {
+        case inPlace(RawRecord)
+        case decoded(ClusterEnvelope)
     }
 
-    /// Each record of a message that `validate` accepted, in order and in place.
-    public static func forEachRecord(_ message: UnsafeRawBufferPointer, _ body: (RawRecord) -> Void) {
-        _ = walk(message) { raw in
-            body(raw)
+    /// The sender and the records of one channel message, as `decode` gives them but with frames and texts left
+    /// where they lie (valid as long as `message` is); nil when it is malformed. The whole message is checked
+    /// before the caller acts on any record, so that a bad message changes nothing.
+    public static func receive(_ message: UnsafeRawBufferPointer) -> (from: String, records: [Received])? {
+        var records: [Received] = []
+        let from = walk(message) { raw in
+            if raw.kind == framesKind || raw.kind == textKind {
+                records.append(.inPlace(raw))
+                return true
+            }
+            guard let record = record(kind: raw.kind, Array(raw.body)) else { return false }
+            records.append(.decoded(ClusterEnvelope(slot: raw.slot, entry: raw.entry, record)))
             return true
         }
-    }
-
-    /// A record decoded from where it lies (for the kinds that are not used in place).
-    public static func record(_ raw: RawRecord) -> ClusterEnvelope? {
-        record(kind: raw.kind, Array(raw.body)).map { ClusterEnvelope(slot: raw.slot, entry: raw.entry, $0) }
+        guard let from else { return nil }
+        return (from, records)
     }
 
     /// The sender's name, then each record's header and body, to `visit` until it returns false; nil when the

@@ -540,12 +540,9 @@ final class ClusterNode {
     func forward(_ peer: PeerID, text payload: UnsafeRawBufferPointer) {
         guard let hosting = server.chat.routing.hosted[peer] else { return }
         guard !hosting.node.isEmpty else { return forward(peer, .text(Array(payload))) }
-        guard clustered else { return }
-        let n = index(of: hosting.node)
-        open(n)
-        ClusterWire.appendText(slot: peer.rawValue, entry: hosting.entry, payload, into: &batches[n])
-        lastFrames[n] = -1
-        recordsOut &+= 1
+        record(to: index(of: hosting.node)) {
+            ClusterWire.appendText(slot: peer.rawValue, entry: hosting.entry, payload, into: &$0)
+        }
     }
 
     private func setHosted(_ peer: PeerID, _ on: Bool) {
@@ -578,27 +575,32 @@ final class ClusterNode {
     }
 
     private func record(to n: Int, _ envelope: ClusterEnvelope) {
+        record(to: n) { ClusterWire.append(envelope, into: &$0) }
+    }
+
+    /// One record, which `write` appends, into this iteration's message for node `n`.
+    private func record(to n: Int, _ write: (inout [UInt8]) -> Void) {
         guard clustered else { return }
         open(n)
-        ClusterWire.append(envelope, into: &batches[n])
+        write(&batches[n])
         lastFrames[n] = -1
         recordsOut &+= 1
     }
 
     private func received(_ payload: UnsafeRawBufferPointer) {
-        guard clustered, let from = ClusterWire.validate(payload) else { return }
+        guard clustered, let (from, records) = ClusterWire.receive(payload) else { return }
         let now = server.loop.nowMillis
         let node = index(of: from)
-        // Frames and texts, one per message, are used where they lie in the channel message; the rest is decoded.
-        ClusterWire.forEachRecord(payload) { raw in
-            recordsIn &+= 1
-            switch raw.kind {
-            case ClusterWire.textKind:
+        recordsIn &+= UInt64(records.count)
+        // Frames and texts, one per message, are used where they lie in the channel message.
+        for record in records {
+            switch record {
+            case .inPlace(let raw) where raw.kind == ClusterWire.textKind:
                 receiveText(raw.body, slot: raw.slot, entry: raw.entry, node: node, now: now)
-            case ClusterWire.framesKind:
+            case .inPlace(let raw):
                 writeFrames(raw.body, to: PeerID(rawValue: raw.slot), from: from, node: node, entry: raw.entry)
-            default:
-                if let envelope = ClusterWire.record(raw) { dispatch(envelope, from: from, node: node, now: now) }
+            case .decoded(let envelope):
+                dispatch(envelope, from: from, node: node, now: now)
             }
         }
         if server.chat.deadlinesChanged { server.armMatchTimer() }

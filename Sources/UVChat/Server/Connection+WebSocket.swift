@@ -76,14 +76,11 @@ extension Connection {
     /// A precomputed frame (header and payload together).
     @inline(__always)
     func sendPrebuilt(_ frame: [UInt8]) {
-        guard !isClosed else { return }
-        prepareOutput()
-        output.append(contentsOf: frame)
-        server.metrics.framesOut &+= 1
-        markDirty()
+        frame.withUnsafeBytes { sendPrebuilt($0) }
     }
 
-    /// Frames built elsewhere (by a cluster node that is this chat's home), from where they lie.
+    /// Whole frames from where they lie (a precomputed event, or what a cluster node that is this chat's home built).
+    @inline(__always)
     func sendPrebuilt(_ frames: UnsafeRawBufferPointer) {
         guard !isClosed else { return }
         prepareOutput()

@@ -110,7 +110,7 @@ struct HTTPRequestParser {
 
     /// Parses a complete head: optional empty lines, the request line, field lines, and the final empty line.
     /// `fieldLines` is how many field lines framing counted, so that the list of them is allocated once.
-    static func parseHead(_ p: UnsafeRawBufferPointer, limits: HTTPLimits, fieldLines: Int = 0) -> Parsed {
+    static func parseHead(_ p: UnsafeRawBufferPointer, limits: HTTPLimits, fieldLines: Int) -> Parsed {
         var pos = 0
         while pos + 1 < p.count && p[pos] == Byte.cr && p[pos + 1] == Byte.lf { pos += 2 }
 
