@@ -1,13 +1,13 @@
 """The command line (Sources/uvchatd/Flags.swift): both spellings of a value, repeatable options, --help and
 --version, and one clear line with exit status 1 for every kind of bad flag, before anything listens."""
 import re
-import socket
 import subprocess
 
 import pytest
 
 from conftest import BINARY, WWW
 from ops_helpers import http_get
+from wsclient import HTTPConn
 
 
 def run(*args):
@@ -15,15 +15,12 @@ def run(*args):
 
 
 def raw_request(port, head):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(head.encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode("latin-1").split("\r\n")[0]
+    """The status line of the answer to `head`."""
+    conn = HTTPConn(port)
+    conn.send(head)
+    status = conn.read_response(head_only=True).raw_head.split("\r\n")[0]
+    conn.sock.close()
+    return status
 
 
 def test_help_lists_every_flag_once_with_the_servers_defaults():
